@@ -1,0 +1,59 @@
+"""MeanFlow target, loss and samplers (pure torch, no SB3).
+
+``u(a_t, r, t)`` is the average velocity of the flow over ``[r, t]``; it satisfies the MeanFlow identity
+
+    u(a_t, r, t) = v(a_t, t) - (t - r) du/dt,   du/dt = v . d_a u + d_t u   (r held fixed),
+
+whose right-hand side one forward-mode JVP gives. A sample moves from noise (t = 1) to an action
+(t = 0) by ``a_r = a_t - (t - r) u(a_t, r, t)``: one step with ``r = 0, t = 1``, or ``k`` steps.
+Shapes: actions (B, d), times (B, 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch as th
+from torch.func import jvp
+
+# u(a_t (B, d), r (B, 1), t (B, 1)) -> (B, d)
+AverageVelocity = Callable[[th.Tensor, th.Tensor, th.Tensor], th.Tensor]
+
+
+def meanflow_target(
+    u_fn: AverageVelocity, a_t: th.Tensor, r: th.Tensor, t: th.Tensor, velocity: th.Tensor
+) -> tuple[th.Tensor, th.Tensor]:
+    """Network output ``u`` (with its graph) and the detached target ``v - (t - r) du/dt``.
+
+    One ``torch.func.jvp`` with primals ``(a_t, r, t)`` and tangents ``(v, 0, 1)`` yields ``u`` and
+    ``du/dt`` together; ``u`` stays differentiable with respect to the network's parameters.
+    """
+    u, du_dt = jvp(u_fn, (a_t, r, t), (velocity, th.zeros_like(r), th.ones_like(t)))
+    return u, (velocity - (t - r) * du_dt).detach()
+
+
+def adaptive_weighted_loss(prediction: th.Tensor, target: th.Tensor, power: float = 1.0, c: float = 1e-3) -> th.Tensor:
+    """MeanFlow's adaptive loss ``mean( sg(lam) ||delta||^2 )``, ``lam = 1 / (||delta||^2 + c)^power``.
+
+    :param prediction: (B, d) with graph; ``target``: (B, d) detached. Returns a scalar.
+    """
+    squared_error = ((prediction - target) ** 2).sum(dim=-1)
+    weight = 1.0 / (squared_error.detach() + c) ** power
+    return (weight * squared_error).mean()
+
+
+def sample_actions(u_fn: AverageVelocity, noise: th.Tensor, steps: int = 1) -> th.Tensor:
+    """Carry noise (B, d) at t = 1 to actions at t = 0 in ``steps`` MeanFlow steps.
+
+    ``a_{t_{i+1}} = a_{t_i} - (t_i - t_{i+1}) u(a_{t_i}, t_{i+1}, t_i)`` on an even grid; with
+    ``steps = 1`` this is the one-call policy ``a = e - u(e, 0, 1)``. Returns (B, d), unclipped.
+    """
+    if steps < 1:
+        raise ValueError(f"sampling steps must be >= 1, got {steps}")
+    grid = th.linspace(1.0, 0.0, steps + 1, device=noise.device)
+    action = noise
+    ones = noise.new_ones(noise.shape[0], 1)
+    for i in range(steps):
+        t, r = grid[i] * ones, grid[i + 1] * ones
+        action = action - (t - r) * u_fn(action, r, t)
+    return action

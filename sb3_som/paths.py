@@ -1,0 +1,143 @@
+"""Noise paths and the (r, t) sampler of the MeanFlow actor (pure torch, no SB3).
+
+Time runs from ``t = 0`` (an action) to ``t = 1`` (noise). Every path is written as
+
+    a_t = m_t a_0 + s_t e,   e ~ N(0, I),
+
+so the score estimators and the probability-flow velocity only need ``m_t``, ``s_t`` and their
+time derivatives. Tensors of times have shape ``(batch, 1)`` so they broadcast over action dims.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+
+import torch as th
+
+
+class NoisePath(ABC):
+    """A Gaussian path ``a_t = m_t a_0 + s_t e`` from actions (t = 0) to noise (t = 1)."""
+
+    name: str
+
+    @abstractmethod
+    def mean_coef(self, t: th.Tensor) -> th.Tensor:
+        """``m_t``, same shape as ``t``."""
+
+    @abstractmethod
+    def std(self, t: th.Tensor) -> th.Tensor:
+        """``s_t``, same shape as ``t``."""
+
+    @abstractmethod
+    def mean_coef_dt(self, t: th.Tensor) -> th.Tensor:
+        """``dm_t/dt``, same shape as ``t``."""
+
+    @abstractmethod
+    def std_dt(self, t: th.Tensor) -> th.Tensor:
+        """``ds_t/dt``, same shape as ``t``."""
+
+    def noise(self, a0: th.Tensor, t: th.Tensor, eps: th.Tensor) -> th.Tensor:
+        """``a_t = m_t a_0 + s_t e``; ``a0, eps``: (batch, action_dim), ``t``: (batch, 1)."""
+        return self.mean_coef(t) * a0 + self.std(t) * eps
+
+
+class VPPath(NoisePath):
+    """Variance-preserving path with the linear schedule ``beta(t) = b0 + t (b1 - b0)``.
+
+    ``m_t = exp(-(b0 t + (b1 - b0) t^2 / 2) / 2)``, ``s_t = sqrt(1 - m_t^2)``.
+    """
+
+    name = "vp"
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0):
+        self.beta_min = beta_min
+        self.beta_max = beta_max
+
+    def beta(self, t: th.Tensor) -> th.Tensor:
+        return self.beta_min + t * (self.beta_max - self.beta_min)
+
+    def mean_coef(self, t: th.Tensor) -> th.Tensor:
+        return th.exp(-0.5 * (self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2))
+
+    def std(self, t: th.Tensor) -> th.Tensor:
+        # 1 - m^2 = -expm1(log m^2) keeps precision at small t
+        return th.sqrt(-th.expm1(-(self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2)))
+
+    def mean_coef_dt(self, t: th.Tensor) -> th.Tensor:
+        return -0.5 * self.beta(t) * self.mean_coef(t)
+
+    def std_dt(self, t: th.Tensor) -> th.Tensor:
+        # s ds/dt = -m dm/dt = beta m^2 / 2
+        m = self.mean_coef(t)
+        return 0.5 * self.beta(t) * m**2 / self.std(t)
+
+
+class LinearPath(NoisePath):
+    """MeanFlow's linear (rectified-flow) path ``a_t = (1 - t) a_0 + t e``."""
+
+    name = "linear"
+
+    def mean_coef(self, t: th.Tensor) -> th.Tensor:
+        return 1.0 - t
+
+    def std(self, t: th.Tensor) -> th.Tensor:
+        return t
+
+    def mean_coef_dt(self, t: th.Tensor) -> th.Tensor:
+        return -th.ones_like(t)
+
+    def std_dt(self, t: th.Tensor) -> th.Tensor:
+        return th.ones_like(t)
+
+
+def make_path(name: str, beta_min: float = 0.1, beta_max: float = 20.0) -> NoisePath:
+    """The noise path called ``name`` ("linear" or "vp")."""
+    if name == "linear":
+        return LinearPath()
+    if name == "vp":
+        return VPPath(beta_min, beta_max)
+    raise ValueError(f"noise_path must be 'linear' or 'vp', got {name!r}")
+
+
+T_EPS = 1e-3
+
+
+def sample_r_t(
+    batch_size: int,
+    sampler: str,
+    mean_flow_fraction: float,
+    device: th.device | str = "cpu",
+    generator: th.Generator | None = None,
+) -> tuple[th.Tensor, th.Tensor]:
+    """Draw the interval ``(r, t)`` of the average velocity, each of shape (batch, 1), ``r <= t``.
+
+    - ``"uniform"``: ``t ~ U[1e-3, 1 - 1e-3]``, ``r ~ U[0, t]``;
+    - ``"logit_normal"``: two draws of logit-normal(-0.4, 1), ``t = max``, ``r = min`` (MeanFlow's).
+
+    Then ``r = t`` (the instantaneous velocity) for all but a ``mean_flow_fraction`` of the batch.
+    """
+    shape = (batch_size, 1)
+    if sampler == "uniform":
+        t = T_EPS + (1 - 2 * T_EPS) * th.rand(shape, device=device, generator=generator)
+        r = t * th.rand(shape, device=device, generator=generator)
+    elif sampler == "logit_normal":
+        pair = th.sigmoid(-0.4 + th.randn((batch_size, 2), device=device, generator=generator))
+        pair = pair.clamp(T_EPS, 1 - T_EPS)
+        t = pair.max(dim=1, keepdim=True).values
+        r = pair.min(dim=1, keepdim=True).values
+    else:
+        raise ValueError(f"time_sampler must be 'uniform' or 'logit_normal', got {sampler!r}")
+    keep_interval = th.rand(shape, device=device, generator=generator) < mean_flow_fraction
+    r = th.where(keep_interval, r, t)
+    return r, t
+
+
+def time_features(t: th.Tensor, n_frequencies: int) -> th.Tensor:
+    """Embed times (batch, 1) as ``[t, sin(2^k pi t), cos(2^k pi t)]``, k < n_frequencies.
+
+    Returns (batch, 1 + 2 n_frequencies).
+    """
+    freqs = math.pi * 2.0 ** th.arange(n_frequencies, device=t.device, dtype=t.dtype)
+    angles = t * freqs
+    return th.cat([t, th.sin(angles), th.cos(angles)], dim=-1)

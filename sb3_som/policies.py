@@ -1,0 +1,313 @@
+"""SB3 policies for SOM: a one-step MeanFlow actor and SAC's twin critics."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.policies import BasePolicy, ContinuousCritic
+from stable_baselines3.common.preprocessing import get_action_dim
+from stable_baselines3.common.torch_layers import (
+    BaseFeaturesExtractor,
+    CombinedExtractor,
+    FlattenExtractor,
+    NatureCNN,
+    create_mlp,
+    get_actor_critic_arch,
+)
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from torch import nn
+
+from sb3_som.meanflow import AverageVelocity, sample_actions
+from sb3_som.paths import time_features
+from sb3_som.score import QFunction
+from sb3_som.validation import check_int
+
+
+def min_q_from_features(critic: ContinuousCritic, features: th.Tensor, actions: th.Tensor) -> th.Tensor:
+    """``min_i Q_i`` for actions (..., d) at already-extracted critic features (..., f): returns (..., 1).
+
+    Leading dimensions are free, so K proposals per state go through each Q network in one call.
+    """
+    q_input = th.cat([features, actions], dim=-1)
+    flat_input = q_input.reshape(-1, q_input.shape[-1])  # (N, f + d): batch norm wants 2-D input
+    q_values = th.stack([q_net(flat_input) for q_net in critic.q_networks], dim=0).min(dim=0).values
+    return q_values.view(*q_input.shape[:-1], 1)
+
+
+def proposal_q_function(critic: ContinuousCritic, features: th.Tensor) -> QFunction:
+    """Q of proposals (B', K, d) at the batch rows (B',) of critic features (B, f), as (B', K)."""
+
+    def q_function(proposals: th.Tensor, rows: th.Tensor) -> th.Tensor:
+        row_features = features[rows].unsqueeze(1).expand(-1, proposals.shape[1], -1)
+        return min_q_from_features(critic, row_features, proposals).squeeze(-1)
+
+    return q_function
+
+
+class MeanFlowActor(BasePolicy):
+    """MeanFlow actor ``u_theta(a_t, r, t | s)``: the average velocity of the flow from noise to actions.
+
+    Input: state features, ``a_t`` and ``[t, sin, cos]`` embeddings of ``t`` and ``t - r``.
+    Acting is ``a = clip(e - u(e, r=0, t=1 | s), -1, 1)``, one network call (or ``sampling_steps``).
+
+    :param observation_space: Observation space
+    :param action_space: Action space (a Box; actions are produced in the scaled box [-1, 1]^d)
+    :param net_arch: hidden layer sizes of the velocity network
+    :param features_extractor: network that extracts features from observations
+    :param features_dim: number of features
+    :param activation_fn: activation function
+    :param time_frequencies: number of sine/cosine frequencies embedding each of t and t - r
+    :param sampling_steps: MeanFlow steps per action at inference (1 = one network call)
+    :param normalize_images: whether to divide images by 255
+    """
+
+    action_space: spaces.Box
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Box,
+        net_arch: list[int],
+        features_extractor: nn.Module,
+        features_dim: int,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        time_frequencies: int = 5,
+        sampling_steps: int = 1,
+        normalize_images: bool = True,
+    ):
+        super().__init__(
+            observation_space,
+            action_space,
+            features_extractor=features_extractor,
+            normalize_images=normalize_images,
+            squash_output=True,
+        )
+        self.net_arch = net_arch
+        self.features_dim = features_dim
+        self.activation_fn = activation_fn
+        self.time_frequencies = time_frequencies
+        self.sampling_steps = sampling_steps
+        self.action_dim = get_action_dim(self.action_space)
+        time_dim = 2 * (1 + 2 * time_frequencies)
+        self.velocity_net = nn.Sequential(
+            *create_mlp(features_dim + self.action_dim + time_dim, self.action_dim, net_arch, activation_fn)
+        )
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            dict(
+                net_arch=self.net_arch,
+                features_dim=self.features_dim,
+                activation_fn=self.activation_fn,
+                time_frequencies=self.time_frequencies,
+                sampling_steps=self.sampling_steps,
+                features_extractor=self.features_extractor,
+            )
+        )
+        return data
+
+    def average_velocity(self, features: th.Tensor, a_t: th.Tensor, r: th.Tensor, t: th.Tensor) -> th.Tensor:
+        """``u_theta(a_t, r, t | s)``: features (B, f), a_t (B, d), r and t (B, 1) -> (B, d)."""
+        time_embedding = time_features(th.cat([t, t - r], dim=0), self.time_frequencies)
+        t_embedding, gap_embedding = time_embedding.chunk(2, dim=0)
+        return self.velocity_net(th.cat([features, a_t, t_embedding, gap_embedding], dim=-1))
+
+    def velocity_at(self, features: th.Tensor) -> AverageVelocity:
+        """``u_theta(., ., . | s)`` with the state features (B, f) bound."""
+        return partial(self.average_velocity, features)
+
+    def sample(self, features: th.Tensor, noise: th.Tensor, steps: int | None = None) -> th.Tensor:
+        """Actions in [-1, 1]^d from noise (B, d) at features (B, f), in ``steps`` MeanFlow steps."""
+        action = sample_actions(self.velocity_at(features), noise, self.sampling_steps if steps is None else steps)
+        return action.clamp(-1.0, 1.0)
+
+    def forward(self, obs: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        features = self.extract_features(obs, self.features_extractor)
+        noise = features.new_empty(features.shape[0], self.action_dim)
+        noise = noise.zero_() if deterministic else noise.normal_()
+        return self.sample(features, noise)
+
+    def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        return self(observation, deterministic)
+
+
+class MeanFlowPolicy(BasePolicy):
+    """Policy for SOM: a :class:`MeanFlowActor` plus SAC's twin critics and their target copy.
+
+    :param observation_space: Observation space
+    :param action_space: Action space (Box)
+    :param lr_schedule: learning rate schedule
+    :param net_arch: hidden layers, a list for both networks or ``dict(pi=[...], qf=[...])``
+    :param activation_fn: activation function
+    :param time_frequencies: sine/cosine frequencies embedding each of t and t - r in the actor
+    :param sampling_steps: MeanFlow steps per action at inference (1 = one network call)
+    :param n_action_candidates: Best-of-N at inference: sample N actions per state in one batched
+        actor call and keep the one the critic scores highest (1 = off, no critic call)
+    :param features_extractor_class: features extractor to use
+    :param features_extractor_kwargs: keyword arguments for the features extractor
+    :param normalize_images: whether to divide images by 255
+    :param optimizer_class: optimizer class (Adam by default)
+    :param optimizer_kwargs: optimizer keyword arguments, excluding the learning rate
+    :param n_critics: number of critic networks
+    :param share_features_extractor: whether the actor and the critic share the features extractor
+    """
+
+    actor: MeanFlowActor
+    critic: ContinuousCritic
+    critic_target: ContinuousCritic
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Box,
+        lr_schedule: Schedule,
+        net_arch: list[int] | dict[str, list[int]] | None = None,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        time_frequencies: int = 5,
+        sampling_steps: int = 1,
+        n_action_candidates: int = 1,
+        features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
+        features_extractor_kwargs: dict[str, Any] | None = None,
+        normalize_images: bool = True,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        n_critics: int = 2,
+        share_features_extractor: bool = False,
+    ):
+        if not isinstance(action_space, spaces.Box):
+            raise ValueError(f"SOM supports only Box (continuous) action spaces, got {action_space}")
+        check_int("time_frequencies", time_frequencies, 0)
+        check_int("sampling_steps", sampling_steps, 1)
+        check_int("n_action_candidates", n_action_candidates, 1)
+        super().__init__(
+            observation_space,
+            action_space,
+            features_extractor_class,
+            features_extractor_kwargs,
+            optimizer_class=optimizer_class,
+            optimizer_kwargs=optimizer_kwargs,
+            squash_output=True,
+            normalize_images=normalize_images,
+        )
+        if net_arch is None:
+            net_arch = [256, 256]
+        actor_arch, critic_arch = get_actor_critic_arch(net_arch)
+        self.net_arch = net_arch
+        self.activation_fn = activation_fn
+        self.n_action_candidates = n_action_candidates
+        self.share_features_extractor = share_features_extractor
+        net_args = {
+            "observation_space": self.observation_space,
+            "action_space": self.action_space,
+            "activation_fn": activation_fn,
+            "normalize_images": normalize_images,
+        }
+        self.actor_kwargs = {
+            **net_args,
+            "net_arch": actor_arch,
+            "time_frequencies": time_frequencies,
+            "sampling_steps": sampling_steps,
+        }
+        self.critic_kwargs = {
+            **net_args,
+            "net_arch": critic_arch,
+            "n_critics": n_critics,
+            "share_features_extractor": share_features_extractor,
+        }
+        # Fixed noise vectors for deterministic Best-of-N: the first is the mode-seeking e = 0.
+        candidate_noise = th.randn(n_action_candidates, get_action_dim(action_space), generator=th.Generator().manual_seed(0))
+        candidate_noise[0] = 0.0
+        self.register_buffer("candidate_noise", candidate_noise, persistent=False)
+        self._build(lr_schedule)
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        self.actor = self.make_actor()
+        self.actor.optimizer = self.optimizer_class(self.actor.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+        if self.share_features_extractor:
+            self.critic = self.make_critic(features_extractor=self.actor.features_extractor)
+            # the shared extractor learns from the actor loss only, as in SAC
+            critic_parameters = [p for name, p in self.critic.named_parameters() if "features_extractor" not in name]
+        else:
+            self.critic = self.make_critic(features_extractor=None)
+            critic_parameters = list(self.critic.parameters())
+        self.critic_target = self.make_critic(features_extractor=None)
+        self.critic_target.load_state_dict(self.critic.state_dict())
+        self.critic.optimizer = self.optimizer_class(critic_parameters, lr=lr_schedule(1), **self.optimizer_kwargs)
+        self.critic_target.set_training_mode(False)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            dict(
+                net_arch=self.net_arch,
+                activation_fn=self.activation_fn,
+                time_frequencies=self.actor_kwargs["time_frequencies"],
+                sampling_steps=self.actor_kwargs["sampling_steps"],
+                n_action_candidates=self.n_action_candidates,
+                n_critics=self.critic_kwargs["n_critics"],
+                share_features_extractor=self.share_features_extractor,
+                lr_schedule=self._dummy_schedule,
+                optimizer_class=self.optimizer_class,
+                optimizer_kwargs=self.optimizer_kwargs,
+                features_extractor_class=self.features_extractor_class,
+                features_extractor_kwargs=self.features_extractor_kwargs,
+            )
+        )
+        return data
+
+    def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> MeanFlowActor:
+        actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
+        return MeanFlowActor(**actor_kwargs).to(self.device)
+
+    def make_critic(self, features_extractor: BaseFeaturesExtractor | None = None) -> ContinuousCritic:
+        critic_kwargs = self._update_features_extractor(self.critic_kwargs, features_extractor)
+        return ContinuousCritic(**critic_kwargs).to(self.device)
+
+    def forward(self, obs: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        return self._predict(obs, deterministic=deterministic)
+
+    def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        if self.n_action_candidates == 1:
+            return self.actor(observation, deterministic)
+        return self._best_of_n(observation, deterministic)
+
+    def _best_of_n(self, observation: PyTorchObs, deterministic: bool) -> th.Tensor:
+        """Sample N actions per state in one actor call and keep the critic's argmax: (B, d)."""
+        n = self.n_action_candidates
+        actor_features = self.actor.extract_features(observation, self.actor.features_extractor)
+        critic_features = self.critic.extract_features(observation, self.critic.features_extractor)
+        batch_size = actor_features.shape[0]
+        if deterministic:
+            noise = self.candidate_noise.repeat(batch_size, 1)
+        else:
+            noise = th.randn(batch_size * n, self.actor.action_dim, device=actor_features.device)
+        candidates = self.actor.sample(actor_features.repeat_interleave(n, dim=0), noise)
+        q_values = min_q_from_features(self.critic, critic_features.repeat_interleave(n, dim=0), candidates)
+        best = q_values.view(batch_size, n).argmax(dim=1)
+        return candidates.view(batch_size, n, -1)[th.arange(batch_size, device=best.device), best]
+
+    def set_training_mode(self, mode: bool) -> None:
+        self.actor.set_training_mode(mode)
+        self.critic.set_training_mode(mode)
+        self.training = mode
+
+
+MlpMeanFlowPolicy = MeanFlowPolicy
+
+
+class CnnMeanFlowPolicy(MeanFlowPolicy):
+    """:class:`MeanFlowPolicy` with SB3's NatureCNN features extractor, for image observations."""
+
+    def __init__(self, *args: Any, features_extractor_class: type[BaseFeaturesExtractor] = NatureCNN, **kwargs: Any):
+        super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)
+
+
+class MultiInputMeanFlowPolicy(MeanFlowPolicy):
+    """:class:`MeanFlowPolicy` with SB3's CombinedExtractor, for Dict observations."""
+
+    def __init__(self, *args: Any, features_extractor_class: type[BaseFeaturesExtractor] = CombinedExtractor, **kwargs: Any):
+        super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)

@@ -1,0 +1,381 @@
+"""SOM: Score-Based One-step MeanFlow Policy Optimization, as an SB3 off-policy algorithm."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.noise import ActionNoise
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy, ContinuousCritic
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.utils import get_parameters_by_name, polyak_update
+from torch.nn import functional as F
+
+from sb3_som.objective import FlowTargetConfig, actor_losses
+from sb3_som.paths import make_path
+from sb3_som.policies import (
+    CnnMeanFlowPolicy,
+    MeanFlowActor,
+    MeanFlowPolicy,
+    MlpMeanFlowPolicy,
+    MultiInputMeanFlowPolicy,
+    min_q_from_features,
+    proposal_q_function,
+)
+from sb3_som.score import ESTIMATORS, PROPOSALS
+from sb3_som.validation import check_choice, check_fraction, check_int, check_positive
+
+SelfSOM = TypeVar("SelfSOM", bound="SOM")
+
+Q_NORMALIZATIONS = ("state", "batch")
+A0_SOURCES = ("policy", "buffer")
+TIME_SAMPLERS = ("logit_normal", "uniform")
+NOISE_PATHS = ("linear", "vp")
+# states and uniform actions per state used to measure the spread of Q across actions
+Q_SPREAD_STATES = 64
+Q_SPREAD_ACTIONS = 16
+
+
+class SOM(OffPolicyAlgorithm):
+    """
+    Score-Based One-step MeanFlow Policy Optimization (SOM).
+
+    The actor is a MeanFlow network: one call maps a noise vector to an action. Its training target
+    is the probability-flow velocity of the Boltzmann policy ``exp(alpha * Qn)``, whose score is
+    estimated by Monte Carlo through the critic; the twin critics learn by TD as in SAC, with the
+    next action drawn from the one-step actor. See ``docs/algorithm.md``.
+
+    :param policy: The policy model to use ("MlpMeanFlowPolicy", "CnnMeanFlowPolicy", ...)
+    :param env: The environment to learn from (if registered in Gym, can be str)
+    :param learning_rate: learning rate for the actor and critic optimizers,
+        it can be a function of the current progress remaining (from 1 to 0)
+    :param buffer_size: size of the replay buffer
+    :param learning_starts: how many steps of the model to collect transitions for before learning starts
+    :param batch_size: minibatch size for each gradient update
+    :param tau: the soft update coefficient ("Polyak update", between 0 and 1)
+    :param gamma: the discount factor
+    :param train_freq: update the model every ``train_freq`` steps, or a tuple like ``(5, "step")``
+    :param gradient_steps: gradient steps after each rollout; ``-1`` does as many as environment steps
+    :param action_noise: optional extra action noise (the policy already explores by sampling)
+    :param replay_buffer_class: replay buffer class to use (for instance ``HerReplayBuffer``)
+    :param replay_buffer_kwargs: keyword arguments to pass to the replay buffer on creation
+    :param optimize_memory_usage: enable a memory efficient variant of the replay buffer
+    :param n_steps: n-step returns for the critic (as in SAC)
+    :param alpha: inverse temperature of the target policy ``exp(alpha * Qn)`` on the normalised
+        Q (see ``q_normalization``), > 0; larger is greedier
+    :param n_score_samples: Monte-Carlo proposals per state for the score estimate (K), >= 1
+    :param score_estimator: "gradient" (``grad logsumexp alpha Qn``, accurate at small t),
+        "posterior" (Tweedie posterior mean, no critic gradient, accurate from t ~ 0.1 on),
+        or "hybrid" (gradient below ``hybrid_switch_time``, posterior above)
+    :param hybrid_switch_time: the time at which the hybrid estimator switches form
+    :param proposal: where proposals outside the box ``[-1, 1]^d`` go: "truncated" (the
+        Gaussian proposal truncated to the box, exact for a box-supported target), "clip", or
+        "gaussian" (untouched)
+    :param score_normalization: ``None`` uses the exact score; a number ``w`` replaces the score
+        by ``w * score / ||score||`` (bounded and greedier, no longer the exact field)
+    :param q_normalization: how Q is normalised before ``alpha`` applies: "state" divides by the
+        spread of Q across uniform actions at the same state (averaged over the batch), "batch"
+        standardises over all proposals of the batch
+    :param noise_path: "linear" (``a_t = (1 - t) a_0 + t e``) or "vp" (variance preserving)
+    :param beta_min: ``beta(0)`` of the VP path
+    :param beta_max: ``beta(1)`` of the VP path
+    :param time_sampler: how ``(r, t)`` is drawn: "logit_normal" (MeanFlow's: two draws of
+        logit-normal(-0.4, 1), ``t = max``, ``r = min``) or "uniform" (``t ~ U``, ``r ~ U[0, t]``)
+    :param mean_flow_fraction: share of the batch trained with ``r != t`` (the rest learns the
+        instantaneous velocity)
+    :param a0_source: where the clean actions that are noised into ``a_t`` come from: "policy"
+        (the current actor's own samples) or "buffer" (the replay buffer's actions)
+    :param distillation_steps: self-distillation of the one-step map: each actor update also
+        regresses ``u(e, 0, 1 | s)`` onto ``e - a_k(e)``, ``a_k`` the network's own
+        ``distillation_steps``-step sample without gradient; 0 turns it off
+    :param distillation_coef: weight of the self-distillation loss
+    :param loss_weight_power: power ``p`` of MeanFlow's adaptive loss weight ``1 / (||delta||^2 + c)^p``
+    :param n_action_candidates: Best-of-N at inference: N actions per state, the critic's argmax is
+        kept (1 = off: ``predict`` is one actor call and no critic call)
+    :param sampling_steps: MeanFlow steps per action at inference (1 = one network call)
+    :param target_update_interval: update the target network every ``target_update_interval`` gradient steps
+    :param stats_window_size: window size for the rollout logging
+    :param tensorboard_log: the log location for tensorboard (if None, no logging)
+    :param policy_kwargs: additional arguments to be passed to the policy on creation
+    :param verbose: verbosity level: 0 no output, 1 info, 2 debug
+    :param seed: seed for the pseudo random generators
+    :param device: device (cpu, cuda, ...) on which the code should be run
+    :param _init_setup_model: whether or not to build the network at the creation of the instance
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpMeanFlowPolicy": MlpMeanFlowPolicy,
+        "CnnMeanFlowPolicy": CnnMeanFlowPolicy,
+        "MultiInputMeanFlowPolicy": MultiInputMeanFlowPolicy,
+        "MlpPolicy": MlpMeanFlowPolicy,
+        "CnnPolicy": CnnMeanFlowPolicy,
+        "MultiInputPolicy": MultiInputMeanFlowPolicy,
+    }
+    policy: MeanFlowPolicy
+    actor: MeanFlowActor
+    critic: ContinuousCritic
+    critic_target: ContinuousCritic
+
+    def __init__(
+        self,
+        policy: str | type[MeanFlowPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 3e-4,
+        buffer_size: int = 1_000_000,
+        learning_starts: int = 100,
+        batch_size: int = 256,
+        tau: float = 0.005,
+        gamma: float = 0.99,
+        train_freq: int | tuple[int, str] = 1,
+        gradient_steps: int = 1,
+        action_noise: ActionNoise | None = None,
+        replay_buffer_class: type[ReplayBuffer] | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        optimize_memory_usage: bool = False,
+        n_steps: int = 1,
+        alpha: float = 10.0,
+        n_score_samples: int = 32,
+        score_estimator: str = "hybrid",
+        hybrid_switch_time: float = 0.07,
+        proposal: str = "truncated",
+        score_normalization: float | None = None,
+        q_normalization: str = "state",
+        noise_path: str = "linear",
+        beta_min: float = 0.1,
+        beta_max: float = 20.0,
+        time_sampler: str = "logit_normal",
+        mean_flow_fraction: float = 0.25,
+        a0_source: str = "policy",
+        distillation_steps: int = 8,
+        distillation_coef: float = 1.0,
+        loss_weight_power: float = 1.0,
+        n_action_candidates: int = 1,
+        sampling_steps: int = 1,
+        target_update_interval: int = 1,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ):
+        check_positive("alpha", alpha)
+        check_int("n_score_samples", n_score_samples, 1)
+        check_choice("score_estimator", score_estimator, ESTIMATORS)
+        check_fraction("hybrid_switch_time", hybrid_switch_time)
+        check_choice("proposal", proposal, PROPOSALS)
+        if score_normalization is not None:
+            check_positive("score_normalization", score_normalization)
+        check_choice("q_normalization", q_normalization, Q_NORMALIZATIONS)
+        check_choice("noise_path", noise_path, NOISE_PATHS)
+        check_positive("beta_min", beta_min)
+        check_positive("beta_max", beta_max)
+        if beta_max <= beta_min:
+            raise ValueError(f"beta_max must be greater than beta_min, got beta_min={beta_min}, beta_max={beta_max}")
+        check_choice("time_sampler", time_sampler, TIME_SAMPLERS)
+        check_fraction("mean_flow_fraction", mean_flow_fraction)
+        check_choice("a0_source", a0_source, A0_SOURCES)
+        check_int("distillation_steps", distillation_steps, 0)
+        if distillation_steps > 0:
+            check_positive("distillation_coef", distillation_coef)
+        check_fraction("loss_weight_power", loss_weight_power)
+        check_int("n_action_candidates", n_action_candidates, 1)
+        check_int("sampling_steps", sampling_steps, 1)
+        check_int("target_update_interval", target_update_interval, 1)
+        check_int("batch_size", batch_size, 1)
+        check_fraction("tau", tau)
+        check_fraction("gamma", gamma)
+
+        policy_kwargs = dict(policy_kwargs or {})
+        policy_kwargs.setdefault("n_action_candidates", n_action_candidates)
+        policy_kwargs.setdefault("sampling_steps", sampling_steps)
+        super().__init__(
+            policy,
+            env,
+            learning_rate,
+            buffer_size,
+            learning_starts,
+            batch_size,
+            tau,
+            gamma,
+            train_freq,
+            gradient_steps,
+            action_noise,
+            replay_buffer_class=replay_buffer_class,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            optimize_memory_usage=optimize_memory_usage,
+            n_steps=n_steps,
+            policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            device=device,
+            seed=seed,
+            sde_support=False,
+            supported_action_spaces=(spaces.Box,),
+            support_multi_env=True,
+        )
+        self.alpha = alpha
+        self.n_score_samples = n_score_samples
+        self.score_estimator = score_estimator
+        self.hybrid_switch_time = hybrid_switch_time
+        self.proposal = proposal
+        self.score_normalization = score_normalization
+        self.q_normalization = q_normalization
+        self.noise_path = noise_path
+        self.beta_min = beta_min
+        self.beta_max = beta_max
+        self.time_sampler = time_sampler
+        self.mean_flow_fraction = mean_flow_fraction
+        self.a0_source = a0_source
+        self.distillation_steps = distillation_steps
+        self.distillation_coef = distillation_coef
+        self.loss_weight_power = loss_weight_power
+        self.target_update_interval = target_update_interval
+        if _init_setup_model:
+            self._setup_model()
+
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        self.actor = self.policy.actor
+        self.critic = self.policy.critic
+        self.critic_target = self.policy.critic_target
+        self.flow_path = make_path(self.noise_path, self.beta_min, self.beta_max)
+        self.flow_config = FlowTargetConfig(
+            alpha=self.alpha,
+            n_score_samples=self.n_score_samples,
+            score_estimator=self.score_estimator,
+            hybrid_switch_time=self.hybrid_switch_time,
+            proposal=self.proposal,
+            score_normalization=self.score_normalization,
+            time_sampler=self.time_sampler,
+            mean_flow_fraction=self.mean_flow_fraction,
+            distillation_steps=self.distillation_steps,
+            distillation_coef=self.distillation_coef,
+            loss_weight_power=self.loss_weight_power,
+        )
+        self.batch_norm_stats = get_parameters_by_name(self.critic, ["running_"])
+        self.batch_norm_stats_target = get_parameters_by_name(self.critic_target, ["running_"])
+
+    def _q_spread(self, critic_features: th.Tensor) -> th.Tensor:
+        """Typical spread of Q across uniform actions at one state, averaged over states (a scalar)."""
+        features = critic_features[:Q_SPREAD_STATES]
+        uniform_actions = 2 * th.rand(features.shape[0], Q_SPREAD_ACTIONS, self.actor.action_dim, device=self.device) - 1
+        features = features.unsqueeze(1).expand(-1, Q_SPREAD_ACTIONS, -1)
+        q_values = min_q_from_features(self.critic, features, uniform_actions).squeeze(-1)
+        return q_values.std(dim=1).mean() + 1e-6
+
+    @staticmethod
+    def _check_finite(name: str, loss: th.Tensor) -> float:
+        """The loss as a float; raises before any weight is updated with a non-finite loss."""
+        value = loss.item()
+        if not np.isfinite(value):
+            raise FloatingPointError(
+                f"SOM: {name} is {value} (not finite); training stopped before the update, the weights are unchanged. "
+                "Check the rewards and observations for NaN/inf, or lower the learning rate."
+            )
+        return value
+
+    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        self.policy.set_training_mode(True)
+        self._update_learning_rate([self.actor.optimizer, self.critic.optimizer])
+        logs: dict[str, list[float]] = {
+            key: []
+            for key in (
+                "critic_loss",
+                "actor_loss",
+                "meanflow_loss",
+                "distillation_loss",
+                "q_mean",
+                "q_scale",
+                "score_norm",
+                "target_velocity_norm",
+            )
+        }
+
+        for gradient_step in range(gradient_steps):
+            replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
+            discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
+
+            # Critic: TD target with a' drawn from the one-step actor, min over target critics
+            with th.no_grad():
+                next_actions = self.actor(replay_data.next_observations)
+                next_q_values = th.cat(self.critic_target(replay_data.next_observations, next_actions), dim=1)
+                next_q_values = next_q_values.min(dim=1, keepdim=True).values
+                target_q_values = replay_data.rewards + (1 - replay_data.dones) * discounts * next_q_values
+            current_q_values = self.critic(replay_data.observations, replay_data.actions)
+            critic_loss = 0.5 * sum(F.mse_loss(current_q, target_q_values) for current_q in current_q_values)
+            assert isinstance(critic_loss, th.Tensor)
+            logs["critic_loss"].append(self._check_finite("critic_loss", critic_loss))
+            logs["q_mean"].append(current_q_values[0].mean().item())
+            self.critic.optimizer.zero_grad()
+            critic_loss.backward()
+            self.critic.optimizer.step()
+
+            # Actor: regress u_theta on the MeanFlow target built from the critic's velocity field
+            actor_features = self.actor.extract_features(replay_data.observations, self.actor.features_extractor)
+            with th.no_grad():
+                critic_features = self.critic.extract_features(replay_data.observations, self.critic.features_extractor)
+                noise = th.randn_like(replay_data.actions)
+                a0 = self.actor.sample(actor_features, noise, steps=1) if self.a0_source == "policy" else replay_data.actions
+                q_scale = self._q_spread(critic_features) if self.q_normalization == "state" else None
+
+            losses = actor_losses(
+                self.actor.velocity_at(actor_features),
+                a0,
+                noise,
+                self.flow_path,
+                proposal_q_function(self.critic, critic_features),
+                self.flow_config,
+                q_scale,
+            )
+            logs["actor_loss"].append(self._check_finite("actor_loss", losses.total))
+            logs["meanflow_loss"].append(losses.meanflow.item())
+            if losses.distillation is not None:
+                logs["distillation_loss"].append(losses.distillation.item())
+            logs["q_scale"].append(float(losses.target.q_values.std() if q_scale is None else q_scale))
+            logs["score_norm"].append(losses.target.score.norm(dim=-1).mean().item())
+            logs["target_velocity_norm"].append(losses.target.velocity.norm(dim=-1).mean().item())
+            self.actor.optimizer.zero_grad()
+            losses.total.backward()
+            self.actor.optimizer.step()
+
+            if gradient_step % self.target_update_interval == 0:
+                polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
+                # copy batch norm running stats, as SAC does
+                polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
+
+        self._n_updates += gradient_steps
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        for key, values in logs.items():
+            if values:
+                self.logger.record(f"train/{key}", float(np.mean(values)))
+
+    def learn(
+        self: SelfSOM,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "SOM",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfSOM:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "actor", "critic", "critic_target", "flow_path", "flow_config"]
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        return ["policy", "actor.optimizer", "critic.optimizer"], []
