@@ -28,7 +28,7 @@ class FlowTargetConfig:
     alpha: float = 10.0
     n_score_samples: int = 32
     score_estimator: str = "hybrid"
-    hybrid_switch_time: float = 0.07
+    hybrid_switch_time: float | None = None  # None: the path's measured crossover
     proposal: str = "truncated"
     score_normalization: float | None = None
     time_sampler: str = "logit_normal"
@@ -76,7 +76,7 @@ def actor_losses(
         n_samples=config.n_score_samples,
         estimator=config.score_estimator,
         proposal=config.proposal,
-        switch_time=config.hybrid_switch_time,
+        switch_time=path.hybrid_switch_time if config.hybrid_switch_time is None else config.hybrid_switch_time,
         q_scale=q_scale,
         score_scale=config.score_normalization,
     )

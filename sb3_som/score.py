@@ -33,9 +33,9 @@ QFunction = Callable[[th.Tensor, th.Tensor], th.Tensor]
 def truncated_normal(loc: th.Tensor, scale: th.Tensor, low: float, high: float, noise_uniform: th.Tensor) -> th.Tensor:
     """Inverse-CDF sample of ``N(loc, scale^2)`` truncated to ``[low, high]``, per element.
 
-    ``noise_uniform`` holds U(0, 1) draws of the output's shape. Works in float64 and on the
-    lower tail (intervals right of the mean are mirrored) so that far-off intervals, where the
-    Gaussian CDF rounds to 0 or 1, still land on the nearest edge instead of producing NaN.
+    ``noise_uniform`` holds U(0, 1) draws of the output's shape. Works in float64, on the lower
+    tail (intervals right of the mean are mirrored) and with the log-CDF, so that intervals many
+    standard deviations away, where the Gaussian CDF rounds to 0 or 1, are still sampled exactly.
     """
     loc64, scale64 = loc.double(), scale.double()
     lo = (low - loc64) / scale64
@@ -43,9 +43,11 @@ def truncated_normal(loc: th.Tensor, scale: th.Tensor, low: float, high: float, 
     mirror = lo > 0  # interval entirely above the mean: sample its mirror image below
     lo, hi = th.where(mirror, -hi, lo), th.where(mirror, -lo, hi)
     lo, hi = lo.clamp(-37.0, 37.0), hi.clamp(-37.0, 37.0)
-    cdf_lo, cdf_hi = th.special.ndtr(lo), th.special.ndtr(hi)
-    p = cdf_lo + noise_uniform.double() * (cdf_hi - cdf_lo)
-    z = th.special.ndtri(p.clamp(min=th.finfo(th.float64).tiny)).clamp(lo, hi)
+    log_cdf_lo, log_cdf_hi = th.special.log_ndtr(lo), th.special.log_ndtr(hi)
+    # p = cdf_lo + u (cdf_hi - cdf_lo), written relative to cdf_hi so that it cannot underflow
+    ratio = th.exp(log_cdf_lo - log_cdf_hi)
+    p = th.exp(log_cdf_hi) * (ratio + noise_uniform.double() * (1.0 - ratio))
+    z = th.special.ndtri(p).clamp(lo, hi)
     z = th.where(mirror, -z, z)
     return (loc64 + scale64 * z).clamp(low, high).to(loc.dtype)
 
@@ -127,7 +129,7 @@ def estimate_velocity(
     n_samples: int,
     estimator: str = "hybrid",
     proposal: str = "truncated",
-    switch_time: float = 0.07,
+    switch_time: float = 0.25,
     q_scale: th.Tensor | None = None,
     score_scale: float | None = None,
     generator: th.Generator | None = None,

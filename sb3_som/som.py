@@ -71,7 +71,8 @@ class SOM(OffPolicyAlgorithm):
     :param score_estimator: "gradient" (``grad logsumexp alpha Qn``, accurate at small t),
         "posterior" (Tweedie posterior mean, no critic gradient, accurate from t ~ 0.1 on),
         or "hybrid" (gradient below ``hybrid_switch_time``, posterior above)
-    :param hybrid_switch_time: the time at which the hybrid estimator switches form
+    :param hybrid_switch_time: the time at which the hybrid estimator switches form; ``None`` takes the
+        measured crossover of the noise path (0.25 linear, 0.1 VP; ``benchmarks/estimator_error.py``)
     :param proposal: where proposals outside the box ``[-1, 1]^d`` go: "truncated" (the
         Gaussian proposal truncated to the box, exact for a box-supported target), "clip", or
         "gaussian" (untouched)
@@ -140,7 +141,7 @@ class SOM(OffPolicyAlgorithm):
         alpha: float = 10.0,
         n_score_samples: int = 32,
         score_estimator: str = "hybrid",
-        hybrid_switch_time: float = 0.07,
+        hybrid_switch_time: float | None = None,
         proposal: str = "truncated",
         score_normalization: float | None = None,
         q_normalization: str = "state",
@@ -167,7 +168,8 @@ class SOM(OffPolicyAlgorithm):
         check_positive("alpha", alpha)
         check_int("n_score_samples", n_score_samples, 1)
         check_choice("score_estimator", score_estimator, ESTIMATORS)
-        check_fraction("hybrid_switch_time", hybrid_switch_time)
+        if hybrid_switch_time is not None:
+            check_fraction("hybrid_switch_time", hybrid_switch_time)
         check_choice("proposal", proposal, PROPOSALS)
         if score_normalization is not None:
             check_positive("score_normalization", score_normalization)

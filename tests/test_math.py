@@ -1,0 +1,222 @@
+"""The SOM formulas against closed forms: paths, score estimators, probability-flow velocity, JVP target."""
+
+from __future__ import annotations
+
+import pytest
+import torch as th
+from scipy.stats import truncnorm
+
+from sb3_som.meanflow import adaptive_weighted_loss, meanflow_target, sample_actions
+from sb3_som.paths import LinearPath, VPPath, make_path, sample_r_t, time_features
+from sb3_som.score import (
+    estimate_velocity,
+    score_from_posterior_mean,
+    truncated_normal,
+    velocity_from_posterior_mean,
+    velocity_from_score,
+)
+from sb3_som.targets import GaussianTarget
+
+PATHS = [LinearPath(), VPPath(0.1, 20.0)]
+TARGET = GaussianTarget(th.tensor([0.2, -0.1, 0.0]), 0.2)  # well inside the box
+
+
+def relative_velocity_error(path, t0: float, estimator: str, proposal: str, n_samples: int, seed: int = 0) -> float:
+    """Median |v_est - v| / |v| over 512 states drawn from p_t."""
+    th.manual_seed(seed)
+    t = th.full((512, 1), t0)
+    a_t = TARGET.sample_noised(path, t, th.Generator().manual_seed(seed))
+    estimate = estimate_velocity(path, a_t, t, TARGET.q_function, 1.0, n_samples, estimator, proposal, q_scale=th.tensor(1.0))
+    exact = TARGET.velocity(path, a_t, t)
+    return ((estimate.velocity - exact).norm(dim=-1) / exact.norm(dim=-1)).median().item()
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
+def test_path_derivatives_match_finite_differences(path):
+    t = th.linspace(0.05, 0.95, 19, dtype=th.float64).unsqueeze(-1)
+    h = 1e-6
+    for value, derivative in ((path.mean_coef, path.mean_coef_dt), (path.std, path.std_dt)):
+        numeric = (value(t + h) - value(t - h)) / (2 * h)
+        assert th.allclose(derivative(t), numeric, rtol=1e-5, atol=1e-7)
+
+
+def test_vp_path_is_variance_preserving_and_linear_path_interpolates():
+    t = th.rand(100, 1, dtype=th.float64)
+    vp = VPPath(0.1, 20.0)
+    assert th.allclose(vp.mean_coef(t) ** 2 + vp.std(t) ** 2, th.ones_like(t))
+    a0, eps = th.randn(100, 3, dtype=th.float64), th.randn(100, 3, dtype=th.float64)
+    assert th.allclose(LinearPath().noise(a0, t, eps), (1 - t) * a0 + t * eps)
+
+
+def test_make_path_rejects_unknown_names():
+    with pytest.raises(ValueError, match="noise_path"):
+        make_path("cosine")
+
+
+@pytest.mark.parametrize("sampler", ["uniform", "logit_normal"])
+def test_r_t_sampler_orders_times_and_keeps_the_requested_share_of_intervals(sampler):
+    th.manual_seed(0)
+    r, t = sample_r_t(20_000, sampler, 0.25)
+    assert r.shape == t.shape == (20_000, 1)
+    assert (r <= t).all() and (t > 0).all() and (t < 1).all() and (r >= 0).all()
+    assert abs((r != t).float().mean().item() - 0.25) < 0.02
+
+
+def test_time_features_shape_and_first_column():
+    t = th.rand(7, 1)
+    features = time_features(t, 4)
+    assert features.shape == (7, 9)
+    assert th.equal(features[:, :1], t)
+
+
+@pytest.mark.parametrize(
+    "loc, scale",
+    [(0.3, 0.5), (1.5, 0.2), (-4.0, 1.0), (40.0, 2.0), (0.0, 100.0)],
+)
+def test_truncated_normal_matches_scipy_and_stays_in_the_box(loc, scale):
+    th.manual_seed(0)
+    n = 40_000
+    samples = truncated_normal(th.full((n,), loc), th.full((n,), scale), -1.0, 1.0, th.rand(n))
+    assert th.isfinite(samples).all() and samples.min() >= -1 and samples.max() <= 1
+    reference = truncnorm((-1 - loc) / scale, (1 - loc) / scale, loc=loc, scale=scale)
+    assert abs(samples.mean().item() - reference.mean()) < 0.02
+    assert abs(samples.std().item() - reference.std()) < 0.02
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
+def test_velocity_formulas_are_exact_with_the_exact_score(path):
+    t = th.rand(256, 1, dtype=th.float64) * 0.9 + 0.05
+    a_t = TARGET.sample_noised(path, t.float(), th.Generator().manual_seed(1)).double()
+    target = GaussianTarget(TARGET.mu.double(), TARGET.sigma)
+    score = target.score(path, a_t, t)
+    exact = target.velocity(path, a_t, t)
+    assert th.allclose(velocity_from_score(path, a_t, t, score), exact, atol=1e-8)
+    m, s = path.mean_coef(t), path.std(t)
+    a0_mean = (a_t + s**2 * score) / m  # Tweedie
+    assert th.allclose(velocity_from_posterior_mean(path, a_t, t, a0_mean), exact, atol=1e-8)
+    assert th.allclose(score_from_posterior_mean(path, a_t, t, a0_mean), score, atol=1e-8)
+    if isinstance(path, VPPath):
+        assert th.allclose(exact, -0.5 * path.beta(t) * (a_t + score), atol=1e-8)
+    else:
+        assert th.allclose(exact, -(a_t + t * score) / (1 - t), atol=1e-8)
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
+def test_gradient_estimator_is_accurate_at_small_t_and_improves_with_samples(path):
+    coarse = relative_velocity_error(path, 0.02, "gradient", "gaussian", 16)
+    fine = relative_velocity_error(path, 0.02, "gradient", "gaussian", 256)
+    assert fine < 0.1
+    assert fine < 0.5 * coarse
+
+
+# where ALGORITHM.md's table (and benchmarks/results/estimator_error.txt) finds the form accurate
+@pytest.mark.parametrize(
+    "path, t0",
+    [(LinearPath(), 0.3), (LinearPath(), 0.5), (LinearPath(), 0.9), (VPPath(), 0.2), (VPPath(), 0.3), (VPPath(), 0.5)],
+    ids=lambda x: getattr(x, "name", x),
+)
+def test_truncated_posterior_estimator_is_accurate_at_large_t_and_improves_with_samples(path, t0):
+    coarse = relative_velocity_error(path, t0, "posterior", "truncated", 16)
+    fine = relative_velocity_error(path, t0, "posterior", "truncated", 256)
+    assert fine < 0.2
+    assert fine < 0.5 * coarse
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
+def test_hybrid_estimator_is_the_better_form_on_each_side_of_its_switch(path):
+    for t0 in (0.02, 0.5):
+        hybrid = relative_velocity_error(path, t0, "hybrid", "truncated", 64)
+        best = min(
+            relative_velocity_error(path, t0, "gradient", "truncated", 64),
+            relative_velocity_error(path, t0, "posterior", "truncated", 64),
+        )
+        assert hybrid <= best * 1.05
+
+
+def test_q_normalisation_and_alpha_act_as_one_temperature():
+    path = LinearPath()
+    t = th.full((64, 1), 0.5)
+    a_t = TARGET.sample_noised(path, t, th.Generator().manual_seed(0))
+    results = []
+    for alpha, scale in ((2.0, 1.0), (1.0, 0.5)):
+        th.manual_seed(0)
+        results.append(
+            estimate_velocity(path, a_t, t, TARGET.q_function, alpha, 32, "posterior", "truncated", q_scale=th.tensor(scale))
+        )
+    assert th.allclose(results[0].velocity, results[1].velocity, atol=1e-5)
+
+
+def test_unit_normalised_score_has_the_requested_norm():
+    path = VPPath()
+    t = th.full((64, 1), 0.3)
+    a_t = TARGET.sample_noised(path, t, th.Generator().manual_seed(0))
+    out = estimate_velocity(
+        path, a_t, t, TARGET.q_function, 1.0, 32, "hybrid", "truncated", q_scale=th.tensor(1.0), score_scale=2.5
+    )
+    assert th.allclose(out.score.norm(dim=-1), th.full((64,), 2.5), atol=1e-4)
+    assert th.allclose(out.velocity, velocity_from_score(path, a_t, t, out.score), atol=1e-5)
+
+
+def test_estimator_rejects_unknown_forms():
+    t = th.full((4, 1), 0.5)
+    with pytest.raises(ValueError, match="score_estimator"):
+        estimate_velocity(LinearPath(), th.zeros(4, 3), t, TARGET.q_function, 1.0, 8, "tweedie")
+    with pytest.raises(ValueError, match="proposal"):
+        estimate_velocity(LinearPath(), th.zeros(4, 3), t, TARGET.q_function, 1.0, 8, "posterior", "reflect")
+
+
+def small_velocity_network(action_dim: int = 3) -> th.nn.Module:
+    th.manual_seed(0)
+    return th.nn.Sequential(th.nn.Linear(action_dim + 2, 32), th.nn.Tanh(), th.nn.Linear(32, action_dim)).double()
+
+
+def test_jvp_target_matches_a_finite_difference_derivative_along_the_flow():
+    net = small_velocity_network()
+
+    def u_fn(a, r, t):
+        return net(th.cat([a, r, t], dim=-1))
+
+    a_t = th.randn(16, 3, dtype=th.float64)
+    t = th.rand(16, 1, dtype=th.float64) * 0.8 + 0.1
+    r = t * th.rand(16, 1, dtype=th.float64)
+    v = th.randn(16, 3, dtype=th.float64)
+    u, target = meanflow_target(u_fn, a_t, r, t, v)
+    h = 1e-6
+    du_dt = (u_fn(a_t + h * v, r, t + h) - u_fn(a_t - h * v, r, t - h)) / (2 * h)
+    assert th.allclose(u, u_fn(a_t, r, t))
+    assert th.allclose(target, v - (t - r) * du_dt, atol=1e-6)
+    assert not target.requires_grad
+    u.sum().backward()  # the JVP's primal output carries the network's graph
+    assert all(p.grad is not None for p in net.parameters())
+
+
+def test_jvp_target_equals_the_instantaneous_velocity_when_r_equals_t():
+    net = small_velocity_network()
+    a_t, t, v = th.randn(8, 3, dtype=th.float64), th.rand(8, 1, dtype=th.float64), th.randn(8, 3, dtype=th.float64)
+    _, target = meanflow_target(lambda a, r_, t_: net(th.cat([a, r_, t_], -1)), a_t, t, t, v)
+    assert th.allclose(target, v)
+
+
+def test_k_step_sampler_integrates_the_exact_average_velocity_of_a_linear_flow():
+    # For a_t = (1 - t) c + t e the average velocity over [r, t] is e - c, whatever r, t: every
+    # sampler lands exactly on c.
+    c = th.tensor([[0.3, -0.2]])
+
+    def u_fn(a, r, t):
+        e = (a - (1 - t) * c) / t
+        return e - c
+
+    noise = th.randn(5, 2)
+    for steps in (1, 3, 20):
+        assert th.allclose(sample_actions(u_fn, noise, steps), c.expand(5, 2), atol=1e-5)
+    with pytest.raises(ValueError, match="steps"):
+        sample_actions(u_fn, noise, 0)
+
+
+def test_adaptive_loss_value_and_weight():
+    prediction = th.tensor([[1.0, 0.0], [0.0, 0.1]], requires_grad=True)
+    target = th.zeros(2, 2)
+    loss = adaptive_weighted_loss(prediction, target, power=1.0, c=1e-3)
+    expected = th.tensor([1.0 / 1.001, 0.01 / 0.011]).mean()
+    assert th.allclose(loss, expected)
+    assert th.allclose(adaptive_weighted_loss(prediction, target, power=0.0), th.tensor(1.01 / 2))
