@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -28,7 +28,7 @@ class MultiGoalBandit(gym.Env):
     is a constant, so the optimal stochastic policy is a distribution over actions alone.
     """
 
-    metadata: dict[str, Any] = {"render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
     def __init__(self, n_goals: int = 6, radius: float = 0.6, sigma: float = 0.1):
         self.mixture = multi_goal_mixture(n_goals, radius, sigma)
