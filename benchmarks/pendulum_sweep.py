@@ -1,0 +1,95 @@
+"""Learning on Pendulum-v1 for SOM variants against SB3's SAC: picks SOM's learning defaults.
+
+Each variant changes one or two of SOM's (open) choices from the base configuration; every run
+trains for ``--timesteps`` steps and reports the deterministic evaluation return over 10 episodes
+(and the stochastic one, which is what the one-step sampler gives). Runs go in parallel, one CPU
+thread each.
+
+    python benchmarks/pendulum_sweep.py --timesteps 10000 --seeds 0 1 --workers 16 \
+        --variants base alpha3 alpha30 > benchmarks/results/pendulum_sweep.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from multiprocessing import Pool
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from stable_baselines3 import SAC
+from stable_baselines3.common.evaluation import evaluate_policy
+
+from sb3_som import SOM
+
+# one change at a time from SOM's defaults
+VARIANTS: dict[str, dict[str, Any]] = {
+    "base": {},
+    "alpha3": dict(alpha=3.0),
+    "alpha30": dict(alpha=30.0),
+    "uniform_p05": dict(time_sampler="uniform", loss_weight_power=0.5),
+    "p05": dict(loss_weight_power=0.5),
+    "batch_norm_q": dict(q_normalization="batch"),
+    "a0_buffer": dict(a0_source="buffer"),
+    "no_distillation": dict(distillation_steps=0),
+    "posterior": dict(score_estimator="posterior"),
+    "gradient": dict(score_estimator="gradient"),
+    "vp": dict(noise_path="vp"),
+    "k16": dict(n_score_samples=16),
+    "k64": dict(n_score_samples=64),
+    "unit_score": dict(score_normalization=1.0),
+    "fraction75": dict(mean_flow_fraction=0.75),
+    "sac": {},
+}
+
+
+def run(job: tuple[str, int, int, dict[str, Any]]) -> dict[str, Any]:
+    name, seed, timesteps, overrides = job
+    th.set_num_threads(1)
+    start = time.perf_counter()
+    if name == "sac":
+        model = SAC("MlpPolicy", "Pendulum-v1", seed=seed, verbose=0, device="cpu")
+    else:
+        model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", seed=seed, verbose=0, device="cpu", **{**VARIANTS[name], **overrides})
+    model.learn(timesteps)
+    seconds = time.perf_counter() - start
+    env = gym.make("Pendulum-v1")
+    env.reset(seed=seed + 1000)
+    deterministic, _ = evaluate_policy(model, env, n_eval_episodes=10, deterministic=True)
+    stochastic, _ = evaluate_policy(model, env, n_eval_episodes=10, deterministic=False)
+    return dict(variant=name, seed=seed, deterministic=deterministic, stochastic=stochastic, seconds=seconds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--timesteps", type=int, default=10_000)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    parser.add_argument("--overrides", default="{}", help="JSON dict of SOM arguments applied to every SOM variant")
+    args = parser.parse_args()
+    overrides = json.loads(args.overrides)
+    jobs = [(name, seed, args.timesteps, overrides) for name in args.variants for seed in args.seeds]
+    with Pool(args.workers) as pool:
+        results = pool.map(run, jobs)
+    print(f"# Pendulum-v1, {args.timesteps} steps, seeds {args.seeds}, SOM overrides {overrides}\n")
+    print("| variant | settings | deterministic return per seed | mean | stochastic mean | seconds per run |")
+    print("|---|---|---|---|---|---|")
+    for name in args.variants:
+        rows = [r for r in results if r["variant"] == name]
+        settings = "SB3 SAC defaults" if name == "sac" else (VARIANTS[name] or "SOM defaults")
+        per_seed = ", ".join(f"{r['deterministic']:.0f}" for r in rows)
+        print(
+            f"| {name} | {settings} | {per_seed} | {np.mean([r['deterministic'] for r in rows]):.0f} | "
+            f"{np.mean([r['stochastic'] for r in rows]):.0f} | {np.mean([r['seconds'] for r in rows]):.0f} |"
+        )
+    print("\n```json")
+    print(json.dumps(results))
+    print("```")
+
+
+if __name__ == "__main__":
+    main()

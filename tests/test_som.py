@@ -1,0 +1,193 @@
+"""SOM as an SB3 algorithm: construction, acting, learning, saving, bad input."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.env_util import make_vec_env
+
+from sb3_som import SOM, MlpMeanFlowPolicy
+from sb3_som.policies import MeanFlowActor
+
+SMALL = dict(
+    learning_starts=50,
+    batch_size=32,
+    n_score_samples=8,
+    policy_kwargs=dict(net_arch=[32, 32]),
+)
+
+
+class AsymmetricBoxEnv(gym.Env):
+    """Tiny continuous task with asymmetric float64 action bounds; reward prefers the upper bound."""
+
+    def __init__(self):
+        self.observation_space = spaces.Box(-1.0, 1.0, (3,), dtype=np.float32)
+        self.action_space = spaces.Box(np.array([0.0, -5.0]), np.array([2.0, -1.0]), dtype=np.float64)
+        self._steps = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._steps = 0
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        self._steps += 1
+        reward = float(action[0] - abs(action[1] + 3.0))
+        return self.observation_space.sample(), reward, False, self._steps >= 20, {}
+
+
+def test_public_api_and_sac_like_attributes():
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL)
+    assert isinstance(model.policy, MlpMeanFlowPolicy)
+    assert isinstance(model.actor, MeanFlowActor)
+    assert model.critic is model.policy.critic and model.critic_target is model.policy.critic_target
+    assert len(model.critic.q_networks) == 2
+    model_from_env = SOM("MlpMeanFlowPolicy", gym.make("Pendulum-v1"), **SMALL)
+    assert model_from_env.action_space == model.action_space
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(alpha=0.0), "alpha"),
+        (dict(alpha=float("nan")), "alpha"),
+        (dict(n_score_samples=0), "n_score_samples"),
+        (dict(score_estimator="tweedie"), "score_estimator"),
+        (dict(proposal="reflect"), "proposal"),
+        (dict(score_normalization=-1.0), "score_normalization"),
+        (dict(q_normalization="global"), "q_normalization"),
+        (dict(noise_path="cosine"), "noise_path"),
+        (dict(noise_path="vp", beta_min=5.0, beta_max=1.0), "beta_max"),
+        (dict(time_sampler="beta"), "time_sampler"),
+        (dict(mean_flow_fraction=1.5), "mean_flow_fraction"),
+        (dict(a0_source="expert"), "a0_source"),
+        (dict(distillation_steps=-1), "distillation_steps"),
+        (dict(n_action_candidates=0), "n_action_candidates"),
+        (dict(sampling_steps=0), "sampling_steps"),
+        (dict(hybrid_switch_time=2.0), "hybrid_switch_time"),
+        (dict(tau=1.5), "tau"),
+        (dict(batch_size=0), "batch_size"),
+    ],
+)
+def test_invalid_hyperparameters_raise_value_error_naming_the_argument(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        SOM("MlpMeanFlowPolicy", "Pendulum-v1", **kwargs)
+
+
+def test_discrete_action_space_is_refused_with_the_supported_space_named():
+    with pytest.raises(AssertionError, match="Box"):
+        SOM("MlpMeanFlowPolicy", "CartPole-v1")
+
+
+def test_predict_is_inside_asymmetric_bounds_with_the_env_dtype():
+    model = SOM("MlpMeanFlowPolicy", AsymmetricBoxEnv(), **SMALL, seed=0)
+    observations = np.random.default_rng(0).uniform(-1, 1, (500, 3)).astype(np.float32)
+    for deterministic in (False, True):
+        actions, _ = model.predict(observations, deterministic=deterministic)
+        assert actions.shape == (500, 2)
+        assert np.all(actions >= model.action_space.low) and np.all(actions <= model.action_space.high)
+    single, _ = model.predict(observations[0])
+    assert single.shape == (2,)
+    assert single.dtype == model.action_space.dtype
+
+
+def test_deterministic_predict_is_repeatable_and_stochastic_predict_is_not():
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, seed=0)
+    observations = np.random.default_rng(0).uniform(-1, 1, (64, 3)).astype(np.float32)
+    first, _ = model.predict(observations, deterministic=True)
+    second, _ = model.predict(observations, deterministic=True)
+    np.testing.assert_array_equal(first, second)
+    third, _ = model.predict(observations)
+    fourth, _ = model.predict(observations)
+    assert not np.allclose(third, fourth)
+
+
+def test_predict_is_one_actor_call_and_no_critic_call_by_default():
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL)
+    calls = {"actor": 0, "critic": 0}
+    model.actor.velocity_net.register_forward_hook(lambda *_: calls.__setitem__("actor", calls["actor"] + 1))
+    for q_net in model.critic.q_networks:
+        q_net.register_forward_hook(lambda *_: calls.__setitem__("critic", calls["critic"] + 1))
+    model.predict(np.zeros((10, 3), dtype=np.float32))
+    assert calls == {"actor": 1, "critic": 0}
+
+
+def test_k_step_sampling_and_best_of_n_stay_in_bounds_and_are_repeatable():
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, sampling_steps=4, n_action_candidates=5)
+    observations = np.random.default_rng(1).uniform(-1, 1, (16, 3)).astype(np.float32)
+    first, _ = model.predict(observations, deterministic=True)
+    second, _ = model.predict(observations, deterministic=True)
+    np.testing.assert_array_equal(first, second)
+    assert np.all(np.abs(first) <= 2.0)
+    # Best-of-N keeps, per state, the candidate with the highest critic value
+    with th.no_grad():
+        obs = th.as_tensor(observations)
+        features = model.actor.extract_features(obs, model.actor.features_extractor)
+        noise = model.policy.candidate_noise.repeat(16, 1)
+        candidates = model.actor.sample(features.repeat_interleave(5, 0), noise)
+        q_values = th.cat(model.critic(obs.repeat_interleave(5, 0), candidates), dim=1).min(dim=1).values.view(16, 5)
+        best = candidates.view(16, 5, 1)[th.arange(16), q_values.argmax(1)]
+    np.testing.assert_allclose(first, model.policy.unscale_action(best.numpy()), rtol=1e-5)
+
+
+def test_same_seed_gives_same_actions_after_learning():
+    actions = []
+    for _ in range(2):
+        model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, seed=3)
+        model.learn(120)
+        obs = np.linspace(-1, 1, 30, dtype=np.float32).reshape(10, 3)
+        actions.append(model.predict(obs)[0])
+    np.testing.assert_array_equal(actions[0], actions[1])
+
+
+def test_learn_logs_the_health_of_critic_and_flow_then_predicts(tmp_path):
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, seed=0)
+    model.learn(150)
+    logged = model.logger.name_to_value
+    for key in ("critic_loss", "actor_loss", "meanflow_loss", "distillation_loss", "q_mean", "q_scale", "score_norm"):
+        assert np.isfinite(logged[f"train/{key}"]), key
+    assert model.num_timesteps == 150
+    action, _ = model.predict(model.env.reset())
+    assert action.shape == (1, 1)
+
+
+def test_save_load_gives_identical_deterministic_actions_and_keeps_som_arguments(tmp_path):
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, alpha=4.0, noise_path="vp", seed=0)
+    model.learn(100)
+    observations = np.random.default_rng(0).uniform(-1, 1, (32, 3)).astype(np.float32)
+    before, _ = model.predict(observations, deterministic=True)
+    model.save(tmp_path / "som")
+    loaded = SOM.load(tmp_path / "som", env=make_vec_env("Pendulum-v1"))
+    after, _ = loaded.predict(observations, deterministic=True)
+    np.testing.assert_array_equal(before, after)
+    assert loaded.alpha == 4.0 and loaded.flow_path.name == "vp"
+    loaded.learn(60)  # training resumes
+
+
+def test_non_finite_loss_stops_training_and_leaves_weights_unchanged():
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, seed=0)
+    model.learn(60)
+    model.replay_buffer.rewards[:] = np.nan
+    before = {k: v.clone() for k, v in model.policy.state_dict().items()}
+    with pytest.raises(FloatingPointError, match="critic_loss"):
+        model.train(gradient_steps=1, batch_size=16)
+    after = model.policy.state_dict()
+    assert all(th.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(score_estimator="gradient", proposal="gaussian"),
+        dict(score_estimator="posterior", proposal="clip", q_normalization="batch"),
+        dict(noise_path="vp", time_sampler="uniform", a0_source="buffer", distillation_steps=0),
+        dict(score_normalization=1.0, loss_weight_power=0.5),
+    ],
+)
+def test_every_variant_trains(overrides):
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, **overrides, seed=0)
+    model.learn(80)
+    assert np.isfinite(model.logger.name_to_value["train/actor_loss"])
