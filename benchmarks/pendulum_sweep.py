@@ -2,8 +2,8 @@
 
 Each variant changes one or two of SOM's (open) choices from the base configuration; every run
 trains for ``--timesteps`` steps and reports the deterministic evaluation return over 10 episodes
-(and the stochastic one, which is what the one-step sampler gives). Runs go in parallel, one CPU
-thread each.
+(and the stochastic one, which is what the one-step sampler gives), also every ``--eval-every``
+steps into ``--jsonl``. Runs go in parallel, one CPU thread each.
 
     python benchmarks/pendulum_sweep.py --timesteps 10000 --seeds 0 1 --workers 16 \
         --variants base alpha3 alpha30 > benchmarks/results/pendulum_sweep.md
@@ -46,21 +46,36 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def run(job: tuple[str, int, int, dict[str, Any]]) -> dict[str, Any]:
-    name, seed, timesteps, overrides = job
+def evaluate(model: SOM | SAC, seed: int, deterministic: bool) -> float:
+    env = gym.make("Pendulum-v1")
+    env.reset(seed=seed + 1000)
+    mean_return, _ = evaluate_policy(model, env, n_eval_episodes=10, deterministic=deterministic)
+    return float(mean_return)
+
+
+def run(job: tuple[str, int, int, int, dict[str, Any], str | None]) -> dict[str, Any]:
+    """Train one variant, evaluating every ``eval_every`` steps; each evaluation is appended to ``jsonl``."""
+    name, seed, timesteps, eval_every, overrides, jsonl = job
     th.set_num_threads(1)
-    start = time.perf_counter()
     if name == "sac":
         model = SAC("MlpPolicy", "Pendulum-v1", seed=seed, verbose=0, device="cpu")
     else:
         model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", seed=seed, verbose=0, device="cpu", **{**VARIANTS[name], **overrides})
-    model.learn(timesteps)
-    seconds = time.perf_counter() - start
-    env = gym.make("Pendulum-v1")
-    env.reset(seed=seed + 1000)
-    deterministic, _ = evaluate_policy(model, env, n_eval_episodes=10, deterministic=True)
-    stochastic, _ = evaluate_policy(model, env, n_eval_episodes=10, deterministic=False)
-    return dict(variant=name, seed=seed, deterministic=deterministic, stochastic=stochastic, seconds=seconds)
+    start = time.perf_counter()
+    while model.num_timesteps < timesteps:
+        model.learn(min(eval_every, timesteps - model.num_timesteps), reset_num_timesteps=False)
+        result = dict(
+            variant=name,
+            seed=seed,
+            timesteps=model.num_timesteps,
+            deterministic=evaluate(model, seed, True),
+            stochastic=evaluate(model, seed, False),
+            seconds=time.perf_counter() - start,
+        )
+        if jsonl:
+            with open(jsonl, "a") as file:
+                file.write(json.dumps(result) + "\n")
+    return result
 
 
 def main() -> None:
@@ -70,9 +85,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     parser.add_argument("--overrides", default="{}", help="JSON dict of SOM arguments applied to every SOM variant")
+    parser.add_argument("--eval-every", type=int, default=2500)
+    parser.add_argument("--jsonl", help="append each evaluation to this file as soon as it is made")
     args = parser.parse_args()
     overrides = json.loads(args.overrides)
-    jobs = [(name, seed, args.timesteps, overrides) for name in args.variants for seed in args.seeds]
+    jobs = [
+        (name, seed, args.timesteps, args.eval_every, overrides, args.jsonl) for name in args.variants for seed in args.seeds
+    ]
     with Pool(args.workers) as pool:
         results = pool.map(run, jobs)
     print(f"# Pendulum-v1, {args.timesteps} steps, seeds {args.seeds}, SOM overrides {overrides}\n")

@@ -1,0 +1,75 @@
+"""One-step fidelity: the one-call policy samples what the same network's k-step sampler samples.
+
+Fixed targets isolate the flow (no critic to learn); the bandit runs the whole SOM loop. Tolerances
+are stated next to each assertion; the energy distance is ``2 E|X-Y| - E|X-X'| - E|Y-Y'|``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch as th
+
+from sb3_som import SOM
+from sb3_som.envs import MultiGoalBandit, multi_goal_mixture
+from sb3_som.fidelity import energy_distance, make_stateless_actor, sample_stateless, train_on_fixed_target
+from sb3_som.objective import FlowTargetConfig
+from sb3_som.paths import LinearPath
+from sb3_som.targets import GaussianTarget
+
+N = 2000
+
+
+def trained_actor(q_function, iterations: int, seed: int = 0):
+    th.manual_seed(seed)
+    actor = make_stateless_actor(2, [256, 256])
+    # SOM's default flow settings, alpha = 1 on the raw Q: the target is exp(Q) itself
+    train_on_fixed_target(actor, q_function, LinearPath(), FlowTargetConfig(alpha=1.0), iterations)
+    generator = th.Generator().manual_seed(seed + 1)
+    return sample_stateless(actor, N, 1, generator), sample_stateless(actor, N, 20, generator), generator
+
+
+def test_one_step_reproduces_mean_and_spread_of_a_gaussian_target():
+    target = GaussianTarget(th.tensor([0.4, -0.3]), 0.15)
+    one, many, generator = trained_actor(target.q_function, 2000)
+    exact = target.mu + target.sigma * th.randn(N, 2, generator=generator)
+    assert (one.mean(0) - target.mu).norm() < 0.06  # mean within 0.4 sigma
+    assert th.all((one.std(0) / target.sigma - 1).abs() < 0.25)  # spread within 25%
+    # one-step samples are as close to the target as 20-step ones, up to a small margin
+    assert energy_distance(one, exact) < 0.02
+    assert energy_distance(one, many) < 0.02
+
+
+def test_one_step_covers_the_modes_of_a_mixture_with_mass_on_the_heavier_ones():
+    mixture = multi_goal_mixture()  # six bumps, sigma 0.1, weights 2, 1, 2, 1, 2, 1
+    one, many, generator = trained_actor(mixture.q_function, 4000)
+    exact = mixture.sample(N, generator)
+    modes = mixture.nearest_mode(one)
+    counts = th.stack([(modes == i).sum() for i in range(6)]).float()
+    assert (modes >= 0).float().mean() > 0.6  # most samples on a mode (exact: 0.99)
+    assert (counts >= 0.05 * N).sum() == 6  # every mode holds at least 5% of the samples
+    assert counts[0::2].sum() > 1.2 * counts[1::2].sum()  # heavier modes get more (exact: 2x)
+    assert energy_distance(one, exact) < 0.03
+    assert energy_distance(one, many) < 0.03
+
+
+def test_in_the_loop_one_step_reward_is_within_ten_percent_of_the_twenty_step_sampler():
+    env = MultiGoalBandit()
+    model = SOM(
+        "MlpMeanFlowPolicy",
+        env,
+        learning_starts=200,
+        alpha=3.0,
+        policy_kwargs=dict(net_arch=[128, 128]),
+        seed=0,
+    )
+    model.learn(2500)
+    with th.no_grad():
+        features = th.zeros(N, 1)
+        noise = th.randn(N, 2, generator=th.Generator().manual_seed(7))
+        one = model.actor.sample(features, noise, steps=1).numpy()
+        many = model.actor.sample(features, noise, steps=20).numpy()
+    reward_one, reward_many = env.reward(one).mean(), env.reward(many).mean()
+    assert reward_many > 0.05  # the flow learned something
+    assert abs(reward_one - reward_many) <= 0.1 * reward_many
+    modes = env.mixture.nearest_mode(th.as_tensor(one))
+    assert len(np.unique(modes[modes >= 0].numpy())) > 1  # more than one mode covered
