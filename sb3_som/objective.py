@@ -31,11 +31,11 @@ class FlowTargetConfig:
     hybrid_switch_time: float | None = None  # None: the path's measured crossover
     proposal: str = "truncated"
     score_normalization: float | None = None
-    time_sampler: str = "logit_normal"
-    mean_flow_fraction: float = 0.25
+    time_sampler: str = "uniform"
+    mean_flow_fraction: float = 0.75
     distillation_steps: int = 8
     distillation_coef: float = 1.0
-    loss_weight_power: float = 1.0
+    loss_weight_power: float = 0.5
 
 
 @dataclass
