@@ -73,7 +73,8 @@ def main() -> None:
     print("| " + " | ".join(columns) + " |")
     print("|---" * len(columns) + "|")
     for result in results:
-        print("| " + " | ".join(f"{result[c]:.3g}" if isinstance(result[c], float) else str(result[c]) for c in columns) + " |")
+        cells = (f"{result[c]:.3g}" if isinstance(result[c], float) else str(result[c]) for c in columns)
+        print("| " + " | ".join(cells) + " |")
     print("\n```json\n" + json.dumps(results) + "\n```")
 
 
