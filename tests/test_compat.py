@@ -1,0 +1,176 @@
+"""SOM works where SAC works: SB3's buffers, wrappers, policies options and persistence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3 import HerReplayBuffer
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.envs import BitFlippingEnv, FakeImageEnv, IdentityEnvBox, SimpleMultiObsEnv
+from stable_baselines3.common.noise import NormalActionNoise
+from stable_baselines3.common.torch_layers import FlattenExtractor
+from stable_baselines3.common.vec_env import VecNormalize
+
+from sb3_som import SOM, CnnMeanFlowPolicy, MlpMeanFlowPolicy, MultiInputMeanFlowPolicy
+
+SMALL = dict(learning_starts=30, batch_size=16, n_score_samples=4, distillation_steps=2)
+SMALL_NET = dict(net_arch=[16, 16])
+
+
+@pytest.mark.parametrize(
+    "alias, policy_class",
+    [
+        ("MlpMeanFlowPolicy", MlpMeanFlowPolicy),
+        ("MlpPolicy", MlpMeanFlowPolicy),
+        ("CnnPolicy", CnnMeanFlowPolicy),
+        ("MultiInputPolicy", MultiInputMeanFlowPolicy),
+    ],
+)
+def test_policy_aliases(alias, policy_class):
+    assert SOM.policy_aliases[alias] is policy_class
+
+
+@pytest.mark.parametrize(
+    "policy_kwargs",
+    [
+        dict(net_arch=dict(pi=[8], qf=[16, 16])),
+        dict(net_arch=[16], activation_fn=th.nn.Tanh, n_critics=3),
+        dict(net_arch=[16], share_features_extractor=True),
+        dict(net_arch=[16], features_extractor_class=FlattenExtractor, optimizer_class=th.optim.RMSprop),
+        dict(net_arch=[16], optimizer_kwargs=dict(weight_decay=1e-4)),
+    ],
+)
+def test_sac_policy_kwargs_are_accepted(policy_kwargs):
+    model = SOM("MlpPolicy", "Pendulum-v1", **SMALL, policy_kwargs=policy_kwargs)
+    model.learn(50)
+    if "n_critics" in policy_kwargs:
+        assert len(model.critic.q_networks) == 3
+    if "optimizer_class" in policy_kwargs:
+        assert isinstance(model.actor.optimizer, th.optim.RMSprop)
+
+
+def test_dict_observations_and_her_replay_buffer():
+    env = BitFlippingEnv(n_bits=4, continuous=True, max_steps=4)
+    model = SOM(
+        "MultiInputPolicy",
+        env,
+        replay_buffer_class=HerReplayBuffer,
+        replay_buffer_kwargs=dict(n_sampled_goal=2, goal_selection_strategy="future"),
+        policy_kwargs=SMALL_NET,
+        **SMALL,
+    )
+    model.learn(80)
+    action, _ = model.predict(env.reset()[0], deterministic=True)
+    assert env.action_space.contains(action)
+
+
+def test_multi_input_policy_on_a_dict_env():
+    model = SOM(
+        "MultiInputPolicy", SimpleMultiObsEnv(random_start=False, discrete_actions=False), policy_kwargs=SMALL_NET, **SMALL
+    )
+    model.learn(50)
+
+
+def test_cnn_policy_on_images():
+    env = FakeImageEnv(screen_height=36, screen_width=36, n_channels=1, discrete=False)
+    model = SOM(
+        "CnnPolicy",
+        env,
+        buffer_size=200,
+        policy_kwargs=dict(net_arch=[16], features_extractor_kwargs=dict(features_dim=16)),
+        **SMALL,
+    )
+    model.learn(50)
+    action, _ = model.predict(env.observation_space.sample())
+    assert env.action_space.contains(action)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(n_steps=3), dict(optimize_memory_usage=True, replay_buffer_kwargs=dict(handle_timeout_termination=False))],
+)
+def test_n_step_returns_and_memory_efficient_buffer(kwargs):
+    SOM("MlpPolicy", "Pendulum-v1", policy_kwargs=SMALL_NET, **SMALL, **kwargs).learn(60)
+
+
+def test_several_envs_vecnormalize_and_action_noise():
+    env = VecNormalize(make_vec_env("Pendulum-v1", n_envs=2))
+    noise = NormalActionNoise(np.zeros(1), 0.1 * np.ones(1))
+    model = SOM("MlpPolicy", env, train_freq=2, gradient_steps=-1, action_noise=noise, policy_kwargs=SMALL_NET, **SMALL)
+    model.learn(80)
+    assert model.num_timesteps >= 80
+
+
+def test_replay_buffer_save_load_and_resumed_training(tmp_path):
+    model = SOM("MlpPolicy", IdentityEnvBox(ep_length=10), policy_kwargs=SMALL_NET, **SMALL, seed=0)
+    model.learn(60)
+    model.save(tmp_path / "model")
+    model.save_replay_buffer(tmp_path / "buffer")
+    loaded = SOM.load(tmp_path / "model", env=IdentityEnvBox(ep_length=10))
+    loaded.load_replay_buffer(tmp_path / "buffer")
+    assert loaded.replay_buffer.size() == model.replay_buffer.size()
+    assert loaded.num_timesteps == 60
+    for key, value in model.actor.optimizer.state_dict()["state"].items():
+        assert th.equal(value["exp_avg"], loaded.actor.optimizer.state_dict()["state"][key]["exp_avg"])
+    loaded.learn(30, reset_num_timesteps=False)
+    assert loaded.num_timesteps == 90
+
+
+def test_policy_only_save_and_load(tmp_path):
+    model = SOM("MlpPolicy", "Pendulum-v1", policy_kwargs=SMALL_NET, **SMALL, sampling_steps=3)
+    model.policy.save(tmp_path / "policy.pth")
+    policy = MlpMeanFlowPolicy.load(tmp_path / "policy.pth")
+    observations = np.random.default_rng(0).uniform(-1, 1, (8, 3)).astype(np.float32)
+    np.testing.assert_array_equal(
+        model.predict(observations, deterministic=True)[0], policy.predict(observations, deterministic=True)[0]
+    )
+    assert policy.actor.sampling_steps == 3
+
+
+def test_get_and_set_parameters():
+    model = SOM("MlpPolicy", "Pendulum-v1", policy_kwargs=SMALL_NET, **SMALL)
+    parameters = model.get_parameters()
+    assert set(parameters) == {"policy", "actor.optimizer", "critic.optimizer"}
+    other = SOM("MlpPolicy", "Pendulum-v1", policy_kwargs=SMALL_NET, **SMALL)
+    other.set_parameters(parameters, exact_match=True)
+    observations = np.zeros((4, 3), dtype=np.float32)
+    np.testing.assert_array_equal(
+        model.predict(observations, deterministic=True)[0], other.predict(observations, deterministic=True)[0]
+    )
+    with pytest.raises(ValueError):
+        other.set_parameters({"policy": parameters["policy"]}, exact_match=True)
+
+
+def test_zero_learning_rate_leaves_every_weight_unchanged():
+    model = SOM("MlpPolicy", "Pendulum-v1", learning_rate=lambda _: 0.0, tau=0.0, policy_kwargs=SMALL_NET, **SMALL)
+    before = {k: v.clone() for k, v in model.policy.state_dict().items()}
+    model.learn(60)
+    assert all(th.equal(before[k], v) for k, v in model.policy.state_dict().items())
+
+
+def test_predict_runs_in_eval_mode_and_training_switches_back():
+    model = SOM("MlpPolicy", "Pendulum-v1", policy_kwargs=SMALL_NET, **SMALL)
+    model.predict(np.zeros(3, dtype=np.float32))
+    assert not model.policy.training and not model.actor.training
+    model.learn(40)
+    assert model.critic.training
+
+
+def test_compiled_policy_predicts_like_the_original():
+    model = SOM("MlpPolicy", "Pendulum-v1", policy_kwargs=SMALL_NET, **SMALL)
+    observations = th.as_tensor(np.random.default_rng(0).uniform(-1, 1, (8, 3)).astype(np.float32))
+    compiled = th.compile(model.policy, backend="eager")
+    with th.no_grad():
+        np.testing.assert_allclose(
+            compiled(observations, deterministic=True).numpy(),
+            model.policy(observations, deterministic=True).numpy(),
+            rtol=1e-6,
+        )
+
+
+def test_tensorboard_run_is_named_som(tmp_path):
+    pytest.importorskip("tensorboard")
+    model = SOM("MlpPolicy", "Pendulum-v1", tensorboard_log=str(tmp_path), policy_kwargs=SMALL_NET, **SMALL)
+    model.learn(50)
+    assert [p.name for p in tmp_path.iterdir()] == ["SOM_1"]
