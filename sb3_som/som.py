@@ -247,6 +247,12 @@ class SOM(OffPolicyAlgorithm):
         self.actor = self.policy.actor
         self.critic = self.policy.critic
         self.critic_target = self.policy.critic_target
+        self._setup_flow()
+        self.batch_norm_stats = get_parameters_by_name(self.critic, ["running_"])
+        self.batch_norm_stats_target = get_parameters_by_name(self.critic_target, ["running_"])
+
+    def _setup_flow(self) -> None:
+        """Build the noise path and the actor objective's settings from SOM's arguments."""
         self.flow_path = make_path(self.noise_path, self.beta_min, self.beta_max)
         self.flow_config = FlowTargetConfig(
             alpha=self.alpha,
@@ -261,8 +267,6 @@ class SOM(OffPolicyAlgorithm):
             distillation_coef=self.distillation_coef,
             loss_weight_power=self.loss_weight_power,
         )
-        self.batch_norm_stats = get_parameters_by_name(self.critic, ["running_"])
-        self.batch_norm_stats_target = get_parameters_by_name(self.critic_target, ["running_"])
 
     def _q_spread(self, critic_features: th.Tensor) -> th.Tensor:
         """Typical spread of Q across uniform actions at one state, averaged over states (a scalar)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch as th
@@ -174,3 +176,15 @@ def test_tensorboard_run_is_named_som(tmp_path):
     model = SOM("MlpPolicy", "Pendulum-v1", tensorboard_log=str(tmp_path), policy_kwargs=SMALL_NET, **SMALL)
     model.learn(50)
     assert [p.name for p in tmp_path.iterdir()] == ["SOM_1"]
+
+
+def test_model_saved_on_cuda_loads_and_predicts_on_cpu():
+    # tests/data/som_cuda_pendulum.zip was trained and saved on an NVIDIA H200 (device="cuda"), with the
+    # deterministic actions it gave there for four fixed observations.
+    data = Path(__file__).parent / "data"
+    model = SOM.load(data / "som_cuda_pendulum.zip", device="cpu")
+    assert model.device.type == "cpu"
+    observations = np.linspace(-1, 1, 12, dtype=np.float32).reshape(4, 3)
+    np.testing.assert_allclose(
+        model.predict(observations, deterministic=True)[0], np.load(data / "som_cuda_actions.npy"), atol=1e-5
+    )
