@@ -42,10 +42,12 @@ def train_on_fixed_target(
 ) -> list[float]:
     """Train a stateless actor on ``exp(alpha Q)`` with its own one-step samples as ``a_0``.
 
-    Q is used as given (``q_scale = 1``), so with ``alpha = 1`` the target is ``exp(Q)`` exactly.
-    Returns the total loss per iteration.
+    Q is used as given (``q_scale = 1``), so with ``alpha = 1`` the target is ``exp(Q)`` exactly. The
+    learning rate decays linearly to zero, so that the network settles instead of jittering on the
+    Monte-Carlo noise of its target. Returns the total loss per iteration.
     """
     optimizer = th.optim.Adam(actor.parameters(), lr=learning_rate)
+    schedule = th.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 1.0 - i / iterations)
     features = th.zeros(batch_size, 1)
     velocity = actor.velocity_at(features)
     history = []
@@ -57,6 +59,7 @@ def train_on_fixed_target(
         optimizer.zero_grad()
         losses.total.backward()
         optimizer.step()
+        schedule.step()
         history.append(losses.total.item())
     return history
 

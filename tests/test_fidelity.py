@@ -16,7 +16,7 @@ from sb3_som.objective import FlowTargetConfig
 from sb3_som.paths import LinearPath
 from sb3_som.targets import GaussianTarget
 
-N = 2000
+N = 10_000
 
 
 def trained_actor(q_function, iterations: int, seed: int = 0):
