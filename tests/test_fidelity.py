@@ -32,11 +32,11 @@ def test_one_step_reproduces_mean_and_spread_of_a_gaussian_target():
     target = GaussianTarget(th.tensor([0.4, -0.3]), 0.15)
     one, many, generator = trained_actor(target.q_function, 4000)
     exact = target.mu + target.sigma * th.randn(N, 2, generator=generator)
-    assert (one.mean(0) - target.mu).norm() < 0.075  # mean within half a sigma
-    assert th.all((one.std(0) / target.sigma - 1).abs() < 0.25)  # spread within 25%
-    # one-step samples are as close to the target as 20-step ones, up to a small margin
-    assert energy_distance(one, exact) < 0.02
-    assert energy_distance(one, many) < 0.02
+    # measured with seeds 1 and 2: mean error 0.010, spread ratio 0.94-0.97, energy distances <= 0.003
+    assert (one.mean(0) - target.mu).norm() < 0.04  # mean within 0.27 sigma
+    assert th.all((one.std(0) / target.sigma - 1).abs() < 0.15)  # spread within 15%
+    assert energy_distance(one, exact) < 0.01
+    assert energy_distance(one, many) < 0.01  # one step samples what 20 steps sample
 
 
 def test_one_step_covers_the_modes_of_a_mixture_with_mass_on_the_heavier_ones():
@@ -45,11 +45,12 @@ def test_one_step_covers_the_modes_of_a_mixture_with_mass_on_the_heavier_ones():
     exact = mixture.sample(N, generator)
     modes = mixture.nearest_mode(one)
     counts = th.stack([(modes == i).sum() for i in range(6)]).float()
-    assert (modes >= 0).float().mean() > 0.6  # most samples on a mode (exact: 0.99)
+    # measured with seeds 1 and 2: 0.85-0.88 on a mode, heavy:light 1.7-2.1, energy distances <= 0.005
+    assert (modes >= 0).float().mean() > 0.75  # most samples on a mode (exact: 0.99)
     assert (counts >= 0.05 * N).sum() == 6  # every mode holds at least 5% of the samples
-    assert counts[0::2].sum() > 1.2 * counts[1::2].sum()  # heavier modes get more (exact: 2x)
-    assert energy_distance(one, exact) < 0.03
-    assert energy_distance(one, many) < 0.03
+    assert counts[0::2].sum() > 1.4 * counts[1::2].sum()  # heavier modes get more (exact: 2x)
+    assert energy_distance(one, exact) < 0.01
+    assert energy_distance(one, many) < 0.01  # one step samples what 20 steps sample
 
 
 def test_in_the_loop_one_step_reward_is_within_ten_percent_of_the_twenty_step_sampler():
