@@ -12,7 +12,7 @@ import torch as th
 from gymnasium import spaces
 
 from sb3_som.objective import FlowTargetConfig, actor_losses
-from sb3_som.paths import NoisePath
+from sb3_som.paths import LinearPath, NoisePath
 from sb3_som.policies import MeanFlowActor
 from sb3_som.score import QFunction
 
@@ -69,6 +69,24 @@ def sample_stateless(actor: MeanFlowActor, n: int, steps: int, generator: th.Gen
     """n actions (n, d) of a stateless actor with ``steps`` MeanFlow steps."""
     noise = th.randn(n, actor.action_dim, generator=generator)
     return actor.sample(th.zeros(n, 1), noise, steps=steps)
+
+
+def fit_and_sample(
+    q_function: QFunction, iterations: int, seed: int, n_samples: int, config: FlowTargetConfig | None = None
+) -> tuple[th.Tensor, th.Tensor, th.Generator]:
+    """Train a 256x256 stateless actor on ``exp(Q)`` (SOM's default flow settings, alpha = 1, linear path).
+
+    Returns its one-step and 20-step samples (n_samples, 2) from the same noise, and the generator used,
+    for drawing reference samples.
+    """
+    th.manual_seed(seed)
+    actor = make_stateless_actor(2, [256, 256])
+    train_on_fixed_target(actor, q_function, LinearPath(), config or FlowTargetConfig(alpha=1.0), iterations)
+    generator = th.Generator().manual_seed(seed + 1)
+    noise_state = generator.get_state()
+    one_step = sample_stateless(actor, n_samples, 1, generator)
+    generator.set_state(noise_state)
+    return one_step, sample_stateless(actor, n_samples, 20, generator), generator
 
 
 def energy_distance(x: th.Tensor, y: th.Tensor) -> float:
