@@ -11,7 +11,7 @@ from stable_baselines3 import HerReplayBuffer
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import BitFlippingEnv, FakeImageEnv, IdentityEnvBox, SimpleMultiObsEnv
 from stable_baselines3.common.noise import NormalActionNoise
-from stable_baselines3.common.torch_layers import FlattenExtractor
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor
 from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_som import SOM, CnnMeanFlowPolicy, MlpMeanFlowPolicy, MultiInputMeanFlowPolicy
@@ -188,3 +188,29 @@ def test_model_saved_on_cuda_loads_and_predicts_on_cpu():
     np.testing.assert_allclose(
         model.predict(observations, deterministic=True)[0], np.load(data / "som_cuda_actions.npy"), atol=1e-5
     )
+
+
+class BatchNormExtractor(BaseFeaturesExtractor):
+    """Flatten, then batch norm: its running statistics must follow SB3's train/eval conventions."""
+
+    def __init__(self, observation_space, features_dim: int = 3):
+        super().__init__(observation_space, features_dim)
+        self.norm = th.nn.BatchNorm1d(features_dim)
+
+    def forward(self, observations: th.Tensor) -> th.Tensor:
+        return self.norm(observations)
+
+
+def test_batch_norm_statistics_are_copied_to_the_target_critic_and_frozen_in_predict():
+    model = SOM(
+        "MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[16], features_extractor_class=BatchNormExtractor), **SMALL
+    )
+    model.learn(80)
+    critic_norm = model.critic.features_extractor.norm
+    target_norm = model.critic_target.features_extractor.norm
+    assert critic_norm.num_batches_tracked > 0
+    assert th.equal(critic_norm.running_mean, target_norm.running_mean)
+    assert th.equal(critic_norm.running_var, target_norm.running_var)
+    actor_stats = model.actor.features_extractor.norm.running_mean.clone()
+    model.predict(np.random.default_rng(0).uniform(-1, 1, (32, 3)).astype(np.float32))
+    assert th.equal(actor_stats, model.actor.features_extractor.norm.running_mean)

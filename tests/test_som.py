@@ -133,14 +133,16 @@ def test_k_step_sampling_and_best_of_n_stay_in_bounds_and_are_repeatable():
     np.testing.assert_allclose(first, model.policy.unscale_action(best.numpy()), rtol=1e-5)
 
 
-def test_same_seed_gives_same_actions_after_learning():
-    actions = []
+def test_same_seed_gives_same_stochastic_actions_and_rewards():
+    actions, rewards = [], []
     for _ in range(2):
         model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, seed=3)
         model.learn(120)
         obs = np.linspace(-1, 1, 30, dtype=np.float32).reshape(10, 3)
         actions.append(model.predict(obs)[0])
+        rewards.append(model.replay_buffer.rewards[: model.replay_buffer.size()].copy())
     np.testing.assert_array_equal(actions[0], actions[1])
+    np.testing.assert_array_equal(rewards[0], rewards[1])
 
 
 def test_learn_logs_the_health_of_critic_and_flow_then_predicts(tmp_path):
