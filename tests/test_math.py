@@ -123,6 +123,17 @@ def test_truncated_posterior_estimator_is_accurate_at_large_t_and_improves_with_
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
+@pytest.mark.parametrize("t0, estimator", [(0.02, "gradient"), (0.5, "posterior"), (0.02, "hybrid"), (0.5, "hybrid")])
+def test_estimated_score_matches_the_closed_form_score_of_p_t(path, t0, estimator):
+    th.manual_seed(0)
+    t = th.full((512, 1), t0)
+    a_t = TARGET.sample_noised(path, t, th.Generator().manual_seed(0))
+    estimate = estimate_velocity(path, a_t, t, TARGET.q_function, 1.0, 256, estimator, "truncated", q_scale=th.tensor(1.0))
+    exact = TARGET.score(path, a_t, t)
+    assert ((estimate.score - exact).norm(dim=-1) / exact.norm(dim=-1)).median() < 0.2
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
 def test_hybrid_estimator_is_the_better_form_on_each_side_of_its_switch(path):
     for t0 in (0.02, 0.5):
         hybrid = relative_velocity_error(path, t0, "hybrid", "truncated", 64)
