@@ -10,7 +10,10 @@ and its one-step samples are compared with its own 20-step samples and with exac
 Columns: energy distances (one-step vs exact, 20-step vs exact, one-step vs 20-step), share of one-step
 samples within 3 sigma of a mode, heavy:light mass ratio among them (exact: 2), modes covered (>= 5%).
 
-    python benchmarks/one_step_fidelity.py --iterations 4000 --workers 2 > benchmarks/results/one_step_fidelity.md
+    python benchmarks/one_step_fidelity.py --iterations 4000 --workers 2 --constant-lr \
+        > benchmarks/results/one_step_fidelity.md
+
+(the committed results used ``--constant-lr``: the harness's learning-rate decay came later).
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ from sb3_som.targets import GaussianTarget
 N_SAMPLES = 2000
 
 
-def run(job: tuple[str, str, float, float, int, int, int]) -> dict:
-    target_name, sampler, fraction, power, distillation, iterations, seed = job
+def run(job: tuple[str, str, float, float, int, int, int, bool]) -> dict:
+    target_name, sampler, fraction, power, distillation, iterations, seed, decay = job
     th.set_num_threads(1)
     th.manual_seed(seed)
     generator = th.Generator().manual_seed(seed + 1)
@@ -51,7 +54,7 @@ def run(job: tuple[str, str, float, float, int, int, int]) -> dict:
         distillation_steps=distillation,
     )
     start = time.perf_counter()
-    train_on_fixed_target(actor, target.q_function, make_path("linear"), config, iterations)
+    train_on_fixed_target(actor, target.q_function, make_path("linear"), config, iterations, decay_learning_rate=decay)
     seconds = time.perf_counter() - start
     one = sample_stateless(actor, N_SAMPLES, 1, generator)
     many = sample_stateless(actor, N_SAMPLES, 20, generator)
@@ -86,16 +89,18 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=4000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--constant-lr", action="store_true", help="no learning-rate decay (as in the committed run)")
     args = parser.parse_args()
     jobs = [
-        (target, sampler, fraction, power, distillation, args.iterations, seed)
+        (target, sampler, fraction, power, distillation, args.iterations, seed, not args.constant_lr)
         for target, sampler, fraction, power, distillation, seed in itertools.product(
             ("gauss", "mixture"), ("logit_normal", "uniform"), (0.25, 0.75), (1.0, 0.5), (0, 8), args.seeds
         )
     ]
     with Pool(args.workers) as pool:
         results = pool.map(run, jobs)
-    setup = f"{args.iterations} iterations, batch 256, 256x256 actor, K = 32, linear path"
+    schedule = "constant learning rate" if args.constant_lr else "decaying learning rate"
+    setup = f"{args.iterations} iterations, {schedule}, batch 256, 256x256 actor, K = 32, linear path"
     print(f"# One-step fidelity on fixed targets ({setup})\n")
     for target_name in ("gauss", "mixture"):
         extra = ("mean_error", "std_ratio") if target_name == "gauss" else ("on_modes", "heavy_light", "modes_covered")

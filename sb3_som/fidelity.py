@@ -39,15 +39,17 @@ def train_on_fixed_target(
     iterations: int,
     batch_size: int = 256,
     learning_rate: float = 1e-3,
+    decay_learning_rate: bool = True,
 ) -> list[float]:
     """Train a stateless actor on ``exp(alpha Q)`` with its own one-step samples as ``a_0``.
 
-    Q is used as given (``q_scale = 1``), so with ``alpha = 1`` the target is ``exp(Q)`` exactly. The
-    learning rate decays linearly to zero, so that the network settles instead of jittering on the
-    Monte-Carlo noise of its target. Returns the total loss per iteration.
+    Q is used as given (``q_scale = 1``), so with ``alpha = 1`` the target is ``exp(Q)`` exactly. By
+    default the learning rate decays linearly to zero, so that the network settles instead of jittering
+    on the Monte-Carlo noise of its target. Returns the total loss per iteration.
     """
     optimizer = th.optim.Adam(actor.parameters(), lr=learning_rate)
-    schedule = th.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 1.0 - i / iterations)
+    decay = (lambda i: 1.0 - i / iterations) if decay_learning_rate else (lambda i: 1.0)
+    schedule = th.optim.lr_scheduler.LambdaLR(optimizer, decay)
     features = th.zeros(batch_size, 1)
     velocity = actor.velocity_at(features)
     history = []
