@@ -4,7 +4,9 @@ Measures, as medians of ``--repeats`` repeats:
 (a) predict latency for one observation and for a batch of 256;
 (b) time per gradient step (``model.train(gradient_steps, batch_size)`` on a filled buffer);
 (c) the same SOM actor sampled with k = 1, 2, 5, 10, 20 steps;
-(d) SOM's gradient step as ``n_score_samples`` grows, per estimator.
+(d) SOM's gradient step as ``n_score_samples`` grows, per estimator, and with one or both critics
+    valuing the proposals;
+(e) the score estimation's achieved GFLOP/s against this machine's measured fp32 matmul rate.
 Times are reported together with their ratio to SAC's, which is what transfers between machines.
 
     python benchmarks/speed.py --env HalfCheetah-v5 --device cpu > benchmarks/results/speed_cpu.md
@@ -22,6 +24,9 @@ import torch as th
 from stable_baselines3 import SAC
 
 from sb3_som import SOM
+from sb3_som.paths import sample_r_t
+from sb3_som.policies import proposal_q_function
+from sb3_som.score import estimate_velocity
 
 NET = dict(net_arch=[256, 256])
 
@@ -40,6 +45,50 @@ def median_seconds(fn: Callable[[], object], repeats: int, number: int, device: 
             th.cuda.synchronize()
         samples.append((time.perf_counter() - start) / number)
     return statistics.median(samples)
+
+
+def critic_row_flops(model: SOM) -> int:
+    """Multiply-add FLOPs of one Q network on one (state, action) row: 2 * sum of in * out."""
+    return sum(2 * layer.in_features * layer.out_features for layer in model.critic.q_networks[0].modules()
+               if isinstance(layer, th.nn.Linear))  # fmt: skip
+
+
+def score_gflops(som: SOM, batch: int, repeats: int, device: str) -> None:
+    """Part (e): time one score estimation at the defaults and count its critic FLOPs.
+
+    Forward rows: batch * K * critics; the gradient rows (t below the switch time) add one backward
+    pass to the input (about the forward's FLOPs again). Compared with a plain matmul of the same
+    row count through one 256 x 256 layer.
+    """
+    config = som.flow_config
+    observations = som.replay_buffer.sample(batch).observations
+    with th.no_grad():
+        features = som.critic.extract_features(observations, som.critic.features_extractor)
+    a_t = 2 * th.rand(batch, som.actor.action_dim, device=som.device) - 1
+    _, t = sample_r_t(batch, config.time_sampler, config.mean_flow_fraction, device=som.device)
+    switch = som.flow_path.hybrid_switch_time if config.hybrid_switch_time is None else config.hybrid_switch_time
+    gradient_rows = {"gradient": batch, "posterior": 0}.get(config.score_estimator, int((t < switch).sum()))
+    critics = 1 if som.score_critic == "first" else len(som.critic.q_networks)
+    flops = critic_row_flops(som) * critics * config.n_score_samples * (batch + gradient_rows)
+    q_function = proposal_q_function(som.critic, features, som.score_critic)
+
+    def estimate() -> None:
+        estimate_velocity(som.flow_path, a_t, t, q_function, config.alpha, config.n_score_samples,
+                          config.score_estimator, config.proposal, switch)  # fmt: skip
+
+    seconds = median_seconds(estimate, repeats, 10, device)
+    rows = batch * config.n_score_samples
+    left, right = th.randn(rows, 256, device=som.device), th.randn(256, 256, device=som.device)
+    matmul_seconds = median_seconds(lambda: left @ right, repeats, 50, device)
+    matmul_rate = 2 * rows * 256 * 256 / matmul_seconds / 1e9
+    print(f"\n## Score estimation throughput (defaults: K = {config.n_score_samples}, {som.score_critic} critic, "
+          f"{config.score_estimator} estimator, batch {batch})\n")  # fmt: skip
+    print("| quantity | value |\n|---|---|")
+    print(f"| critic FLOPs per estimate ({gradient_rows} of {batch} states on the gradient form) | {flops / 1e9:.3f} GFLOP |")
+    print(f"| time per estimate | {seconds * 1e3:.2f} ms |")
+    print(f"| achieved | {flops / seconds / 1e9:.0f} GFLOP/s |")
+    print(f"| fp32 matmul ({rows} x 256 x 256), measured | {matmul_rate:.0f} GFLOP/s |")
+    print(f"| achieved / matmul | {flops / seconds / 1e9 / matmul_rate:.2f} |")
 
 
 def filled(model: SOM | SAC, steps: int) -> SOM | SAC:
@@ -81,7 +130,7 @@ def main() -> None:
             print(f"| {name} | {t_som * 1e3:.3f} | {t_sac * 1e3:.3f} | {t_som / t_sac:.2f} |")
     t_som = median_seconds(lambda: som.train(args.grad_steps, batch), args.repeats, 1, device) / args.grad_steps
     t_sac = median_seconds(lambda: sac.train(args.grad_steps, batch), args.repeats, 1, device) / args.grad_steps
-    name = f"gradient step (defaults, K = {som.n_score_samples})"
+    name = f"gradient step (defaults: K = {som.n_score_samples}, {som.score_critic} critic)"
     print(f"| {name} | {t_som * 1e3:.2f} | {t_sac * 1e3:.2f} | {t_som / t_sac:.2f} |")
 
     print("\n## k-step sampling of the same SOM actor (batch of 256, stochastic)\n")
@@ -97,6 +146,7 @@ def main() -> None:
         base = base or seconds
         print(f"| {k} | {seconds * 1e3:.3f} | {seconds / base:.1f} |")
 
+    score_gflops(som, batch, args.repeats, device)
     if args.skip_sweep:
         return
     print("\n## SOM gradient step by n_score_samples and estimator (ms; ratio to SAC's step)\n")
@@ -105,6 +155,19 @@ def main() -> None:
         cells = []
         for estimator in ("gradient", "posterior", "hybrid"):
             som.n_score_samples, som.score_estimator = k, estimator
+            som._setup_flow()
+            seconds = median_seconds(lambda: som.train(args.grad_steps, batch), max(3, args.repeats // 2), 1, device)
+            seconds /= args.grad_steps
+            cells.append(f"{seconds * 1e3:.1f} ({seconds / t_sac:.1f}x)")
+        print(f"| {k} | " + " | ".join(cells) + " |")
+
+    print("\n## SOM gradient step by the critics that value the proposals (hybrid estimator; ms, ratio to SAC)\n")
+    print("| K | first critic | min of both |\n|---|---|---|")
+    som.score_estimator = "hybrid"
+    for k in (16, 32):
+        cells = []
+        for score_critic in ("first", "min"):
+            som.n_score_samples, som.score_critic = k, score_critic
             som._setup_flow()
             seconds = median_seconds(lambda: som.train(args.grad_steps, batch), max(3, args.repeats // 2), 1, device)
             seconds /= args.grad_steps

@@ -26,7 +26,7 @@ class FlowTargetConfig:
     """The knobs of the actor objective (SOM's constructor arguments of the same names)."""
 
     alpha: float = 10.0
-    n_score_samples: int = 32
+    n_score_samples: int = 16
     score_estimator: str = "hybrid"
     hybrid_switch_time: float | None = None  # None: the path's measured crossover
     proposal: str = "truncated"

@@ -26,23 +26,31 @@ from sb3_som.score import QFunction
 from sb3_som.validation import check_int
 
 
-def min_q_from_features(critic: ContinuousCritic, features: th.Tensor, actions: th.Tensor) -> th.Tensor:
-    """``min_i Q_i`` for actions (..., d) at already-extracted critic features (..., f): returns (..., 1).
+SCORE_CRITICS = ("min", "first")
 
-    Leading dimensions are free, so K proposals per state go through each Q network in one call.
+
+def q_from_features(critic: ContinuousCritic, features: th.Tensor, actions: th.Tensor, which: str = "min") -> th.Tensor:
+    """Q for actions (..., d) at already-extracted critic features (..., f): returns (..., 1).
+
+    ``which`` is "min" (the minimum over all Q networks, SAC's actor) or "first" (the first Q network
+    only, TD3's actor; half the rows with twin critics). Leading dimensions are free, so K proposals per
+    state go through each Q network in one call.
     """
     q_input = th.cat([features, actions], dim=-1)
     flat_input = q_input.reshape(-1, q_input.shape[-1])  # (N, f + d): batch norm wants 2-D input
-    q_values = th.stack([q_net(flat_input) for q_net in critic.q_networks], dim=0).min(dim=0).values
+    if which == "first":
+        q_values = critic.q_networks[0](flat_input)
+    else:
+        q_values = th.stack([q_net(flat_input) for q_net in critic.q_networks], dim=0).min(dim=0).values
     return q_values.view(*q_input.shape[:-1], 1)
 
 
-def proposal_q_function(critic: ContinuousCritic, features: th.Tensor) -> QFunction:
+def proposal_q_function(critic: ContinuousCritic, features: th.Tensor, which: str = "min") -> QFunction:
     """Q of proposals (B', K, d) at the batch rows (B',) of critic features (B, f), as (B', K)."""
 
     def q_function(proposals: th.Tensor, rows: th.Tensor) -> th.Tensor:
         row_features = features[rows].unsqueeze(1).expand(-1, proposals.shape[1], -1)
-        return min_q_from_features(critic, row_features, proposals).squeeze(-1)
+        return q_from_features(critic, row_features, proposals, which).squeeze(-1)
 
     return q_function
 
@@ -286,7 +294,7 @@ class MeanFlowPolicy(BasePolicy):
         else:
             noise = th.randn(batch_size * n, self.actor.action_dim, device=actor_features.device)
         candidates = self.actor.sample(actor_features.repeat_interleave(n, dim=0), noise)
-        q_values = min_q_from_features(self.critic, critic_features.repeat_interleave(n, dim=0), candidates)
+        q_values = q_from_features(self.critic, critic_features.repeat_interleave(n, dim=0), candidates)
         best = q_values.view(batch_size, n).argmax(dim=1)
         return candidates.view(batch_size, n, -1)[th.arange(batch_size, device=best.device), best]
 

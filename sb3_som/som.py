@@ -23,8 +23,9 @@ from sb3_som.policies import (
     MeanFlowPolicy,
     MlpMeanFlowPolicy,
     MultiInputMeanFlowPolicy,
-    min_q_from_features,
+    SCORE_CRITICS,
     proposal_q_function,
+    q_from_features,
 )
 from sb3_som.score import ESTIMATORS, PROPOSALS
 from sb3_som.validation import check_choice, check_fraction, check_int, check_positive
@@ -68,6 +69,8 @@ class SOM(OffPolicyAlgorithm):
     :param alpha: inverse temperature of the target policy ``exp(alpha * Qn)`` on the normalised
         Q (see ``q_normalization``), > 0; larger is greedier
     :param n_score_samples: Monte-Carlo proposals per state for the score estimate (K), >= 1
+    :param score_critic: which critic values the proposals: "first" (the first Q network, as TD3's
+        actor; half the critic rows of "min") or "min" (the minimum over the twin critics, as SAC's actor)
     :param score_estimator: "gradient" (``grad logsumexp alpha Qn``, accurate at small t),
         "posterior" (Tweedie posterior mean, no critic gradient, accurate from t ~ 0.1 on),
         or "hybrid" (gradient below ``hybrid_switch_time``, posterior above)
@@ -139,7 +142,8 @@ class SOM(OffPolicyAlgorithm):
         optimize_memory_usage: bool = False,
         n_steps: int = 1,
         alpha: float = 10.0,
-        n_score_samples: int = 32,
+        n_score_samples: int = 16,
+        score_critic: str = "first",
         score_estimator: str = "hybrid",
         hybrid_switch_time: float | None = None,
         proposal: str = "truncated",
@@ -167,6 +171,7 @@ class SOM(OffPolicyAlgorithm):
     ):
         check_positive("alpha", alpha)
         check_int("n_score_samples", n_score_samples, 1)
+        check_choice("score_critic", score_critic, SCORE_CRITICS)
         check_choice("score_estimator", score_estimator, ESTIMATORS)
         if hybrid_switch_time is not None:
             check_fraction("hybrid_switch_time", hybrid_switch_time)
@@ -224,6 +229,7 @@ class SOM(OffPolicyAlgorithm):
         )
         self.alpha = alpha
         self.n_score_samples = n_score_samples
+        self.score_critic = score_critic
         self.score_estimator = score_estimator
         self.hybrid_switch_time = hybrid_switch_time
         self.proposal = proposal
@@ -273,7 +279,7 @@ class SOM(OffPolicyAlgorithm):
         features = critic_features[:Q_SPREAD_STATES]
         uniform_actions = 2 * th.rand(features.shape[0], Q_SPREAD_ACTIONS, self.actor.action_dim, device=self.device) - 1
         features = features.unsqueeze(1).expand(-1, Q_SPREAD_ACTIONS, -1)
-        q_values = min_q_from_features(self.critic, features, uniform_actions).squeeze(-1)
+        q_values = q_from_features(self.critic, features, uniform_actions, self.score_critic).squeeze(-1)
         return q_values.std(dim=1).mean() + 1e-6
 
     @staticmethod
@@ -336,7 +342,7 @@ class SOM(OffPolicyAlgorithm):
                 a0,
                 noise,
                 self.flow_path,
-                proposal_q_function(self.critic, critic_features),
+                proposal_q_function(self.critic, critic_features, self.score_critic),
                 self.flow_config,
                 q_scale,
             )

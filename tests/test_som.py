@@ -10,7 +10,7 @@ from gymnasium import spaces
 from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_som import SOM, MlpMeanFlowPolicy
-from sb3_som.policies import MeanFlowActor
+from sb3_som.policies import MeanFlowActor, proposal_q_function
 
 SMALL = dict(
     learning_starts=50,
@@ -56,6 +56,7 @@ def test_public_api_and_sac_like_attributes():
         (dict(alpha=float("nan")), "alpha"),
         (dict(n_score_samples=0), "n_score_samples"),
         (dict(score_estimator="tweedie"), "score_estimator"),
+        (dict(score_critic="mean"), "score_critic"),
         (dict(proposal="reflect"), "proposal"),
         (dict(score_normalization=-1.0), "score_normalization"),
         (dict(q_normalization="global"), "q_normalization"),
@@ -187,9 +188,26 @@ def test_non_finite_loss_stops_training_and_leaves_weights_unchanged():
         dict(score_estimator="posterior", proposal="clip", q_normalization="batch"),
         dict(noise_path="vp", time_sampler="uniform", a0_source="buffer", distillation_steps=0),
         dict(score_normalization=1.0, loss_weight_power=0.5),
+        dict(score_critic="min", n_score_samples=32),
     ],
 )
 def test_every_variant_trains(overrides):
-    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, **overrides, seed=0)
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **{**SMALL, **overrides}, seed=0)
     model.learn(80)
     assert np.isfinite(model.logger.name_to_value["train/actor_loss"])
+
+
+def test_score_critic_values_proposals_with_the_first_critic_or_the_minimum_of_both():
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, seed=0)
+    features = th.randn(4, 3)
+    proposals = 2 * th.rand(4, 5, 1) - 1
+    rows = th.arange(4)
+    inputs = th.cat([features.unsqueeze(1).expand(-1, 5, -1), proposals], dim=-1)
+    with th.no_grad():
+        first = proposal_q_function(model.critic, features, "first")(proposals, rows)
+        lowest = proposal_q_function(model.critic, features, "min")(proposals, rows)
+        per_critic = [q_net(inputs).squeeze(-1) for q_net in model.critic.q_networks]
+    assert first.shape == lowest.shape == (4, 5)
+    assert th.allclose(first, per_critic[0])
+    assert th.allclose(lowest, th.minimum(*per_critic))
+    assert not th.allclose(per_critic[0], per_critic[1])  # the two choices are distinguishable
