@@ -25,7 +25,6 @@ from sb3_som.paths import time_features
 from sb3_som.score import QFunction
 from sb3_som.validation import check_int
 
-
 SCORE_CRITICS = ("min", "first")
 
 

@@ -18,12 +18,12 @@ from torch.nn import functional as F
 from sb3_som.objective import FlowTargetConfig, actor_losses
 from sb3_som.paths import make_path
 from sb3_som.policies import (
+    SCORE_CRITICS,
     CnnMeanFlowPolicy,
     MeanFlowActor,
     MeanFlowPolicy,
     MlpMeanFlowPolicy,
     MultiInputMeanFlowPolicy,
-    SCORE_CRITICS,
     proposal_q_function,
     q_from_features,
 )
