@@ -48,3 +48,49 @@ class MultiGoalBandit(gym.Env):
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         reward = float(self.reward(np.clip(action, -1.0, 1.0)))
         return np.zeros(1, dtype=np.float32), reward, True, False, {}
+
+
+class TwoMoonsBandit(gym.Env):
+    """One-step episodes; a 2-D action in [-1, 1]^2 earns ``exp(-d^2 / (2 sigma^2))``, d its distance to two moons.
+
+    The moons are interleaved half circles of radius ``radius``: the upper one centred at
+    ``(-radius / 2, -offset)`` spanning angles [0, pi], the lower one at ``(radius / 2, offset)`` spanning
+    [pi, 2 pi]. Every point of either arc earns the maximal reward 1, so the optimal stochastic policy
+    spreads along both arcs, not onto one point.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+
+    def __init__(self, radius: float = 0.6, offset: float = 0.15, sigma: float = 0.08):
+        self.radius, self.sigma = radius, sigma
+        self.centers = np.array([[-radius / 2, -offset], [radius / 2, offset]])
+        self.observation_space = spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
+
+    def arc_position(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Distance of actions (N, 2) to each moon (N, 2) and where along it they project, in [0, 1] (N, 2)."""
+        actions = np.asarray(actions, dtype=np.float64).reshape(-1, 2)
+        distances, positions = [], []
+        for moon, center in enumerate(self.centers):
+            offset = actions - center
+            start = moon * np.pi  # the upper moon spans [0, pi], the lower one [pi, 2 pi]
+            relative = (np.arctan2(offset[:, 1], offset[:, 0]) - start) % (2 * np.pi)
+            # off the arc (relative angle in (pi, 2 pi)): the angularly nearer end is the nearer point
+            along = np.where(relative <= np.pi, relative, np.where(relative > 1.5 * np.pi, 0.0, np.pi))
+            nearest = center + self.radius * np.stack([np.cos(start + along), np.sin(start + along)], axis=1)
+            distances.append(np.linalg.norm(actions - nearest, axis=1))
+            positions.append(along / np.pi)
+        return np.stack(distances, axis=1), np.stack(positions, axis=1)
+
+    def reward(self, actions: np.ndarray) -> np.ndarray:
+        """Reward of actions (N, 2), in [0, 1]."""
+        distances, _ = self.arc_position(actions)
+        return np.exp(-(distances.min(axis=1) ** 2) / (2 * self.sigma**2))
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        return np.zeros(1, dtype=np.float32), {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        reward = float(self.reward(np.clip(action, -1.0, 1.0))[0])
+        return np.zeros(1, dtype=np.float32), reward, True, False, {}

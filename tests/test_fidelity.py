@@ -10,7 +10,7 @@ import numpy as np
 import torch as th
 
 from sb3_som import SOM
-from sb3_som.envs import MultiGoalBandit, multi_goal_mixture
+from sb3_som.envs import MultiGoalBandit, TwoMoonsBandit, multi_goal_mixture
 from sb3_som.fidelity import energy_distance, fit_and_sample
 from sb3_som.targets import GaussianTarget
 
@@ -67,3 +67,18 @@ def test_in_the_loop_one_step_reward_is_within_ten_percent_of_the_twenty_step_sa
     assert abs(reward_one - reward_many) <= 0.1 * reward_many
     modes = env.mixture.nearest_mode(th.as_tensor(one))
     assert len(np.unique(modes[modes >= 0].numpy())) > 1  # more than one mode covered
+
+
+def test_two_moons_distance_matches_a_dense_arc_and_its_arcs_earn_the_top_reward():
+    env = TwoMoonsBandit()
+    angles = np.linspace(0, np.pi, 2001)
+    arcs = [center + env.radius * np.stack([np.cos(angles + moon * np.pi), np.sin(angles + moon * np.pi)], 1)
+            for moon, center in enumerate(env.centers)]  # fmt: skip
+    points = np.random.default_rng(0).uniform(-1, 1, (300, 2))
+    distances, positions = env.arc_position(points)
+    for moon, arc in enumerate(arcs):
+        brute = np.linalg.norm(points[:, None] - arc[None], axis=-1).min(axis=1)
+        np.testing.assert_allclose(distances[:, moon], brute, atol=2e-3)
+        np.testing.assert_allclose(env.reward(arc), 1.0)
+        assert ((positions >= 0) & (positions <= 1)).all()
+    assert env.reward(np.array([[0.0, 0.8]]))[0] < 1e-3  # above both moons
