@@ -1,7 +1,8 @@
-"""SB3's test_gae::test_infinite_horizon setting, over seeds, for SOM and for SAC without its entropy bonus.
+"""SB3's test_gae::test_infinite_horizon setting, over seeds: SOM, SOM with its actor frozen, and SAC.
 
-Prints the critic's value of the first state after 500 steps (true value 1 / (1 - 0.98) = 50) and, for SOM,
-after 1000 steps, and the mean and spread of SOM's Q over 1000 of its own actions.
+Prints the critic's value of the first state after 500 steps (true value 1 / (1 - 0.98) = 50 at every
+state, every action), then, for SOM, what its critic and its behaviour look like: Q per state, the
+share of its behaviour actions at the edge of the action box, and the TD residual on replay samples.
 Needs the SB3 source tree that ``compat/run_sb3_suite.sh`` unpacks:
 
     python compat/infinite_horizon_check.py /path/to/stable_baselines3-2.9.2 > compat/infinite_horizon_check.txt
@@ -10,6 +11,7 @@ Needs the SB3 source tree that ``compat/run_sb3_suite.sh`` unpacks:
 import sys
 
 import gymnasium as gym
+import numpy as np
 import torch as th
 from stable_baselines3 import SAC
 
@@ -18,10 +20,11 @@ from sb3_som import SOM
 sys.path.insert(0, f"{sys.argv[1]}/tests")
 from test_gae import InfiniteHorizonEnv
 
+SEEDS = range(4)
 
-def trained(model_class: type, seed: int, steps: int):
+
+def trained(model_class: type, seed: int, steps: int = 500, frozen_actor: bool = False, **extra):
     env = gym.wrappers.TimeLimit(InfiniteHorizonEnv(n_states=4), 8)
-    extra = dict(ent_coef=0.0) if model_class is SAC else {}
     model = model_class(
         "MlpPolicy",
         env,
@@ -34,28 +37,42 @@ def trained(model_class: type, seed: int, steps: int):
         learning_starts=0,
         **extra,
     )
+    if frozen_actor:  # the actor keeps its initial weights; the critic trains as usual
+        model.actor.optimizer.step = lambda *args, **kwargs: None
     model.learn(steps)
     return model
 
 
-def critic_value(model_class: type, seed: int, steps: int) -> float:
-    """The test's own measure: Q at one action of the policy."""
-    model = trained(model_class, seed, steps)
+def first_state_value(model) -> float:
+    """The test's own measure: Q at one action of the policy in the first state."""
     obs = model.policy.obs_to_tensor(0)[0]
-    return model.critic(obs, model.actor(obs))[0].item()
-
-
-def critic_spread(seed: int) -> str:
-    """SOM's Q over 1000 of its own actions at the first state: mean and spread."""
-    model = trained(SOM, seed, 500)
-    obs = model.policy.obs_to_tensor(0)[0].repeat(1000, 1)
     with th.no_grad():
-        q_values = model.critic(obs, model.actor(obs))[0]
-    return f"mean {q_values.mean():.2f}, std {q_values.std():.2f}"
+        return round(model.critic(obs, model.actor(obs))[0].item(), 2)
 
 
-for model_class, steps in ((SOM, 500), (SAC, 500), (SOM, 1000)):
-    values = [round(critic_value(model_class, seed, steps), 2) for seed in range(4)]
-    name = "SAC (ent_coef=0)" if model_class is SAC else "SOM"
-    print(f"{name}, {steps} steps, seeds 0-3: {values}")
-print("SOM, 500 steps, Q over 1000 policy actions, seeds 0-3:", "; ".join(critic_spread(seed) for seed in range(4)))
+def diagnosis(model: SOM) -> str:
+    """Q per state over 1000 policy actions, behaviour actions at the box edge, mean TD residual."""
+    with th.no_grad():
+        per_state = []
+        for state in range(4):
+            obs = th.full((1000,), state, dtype=th.long)
+            per_state.append(f"{model.critic(obs, model.actor(obs))[0].mean():.2f}")
+        data = model.replay_buffer.sample(256)
+        next_q = model.critic_target(data.next_observations, model.actor(data.next_observations))[0]
+        residual = data.rewards + (1 - data.dones) * model.gamma * next_q - model.critic(data.observations, data.actions)[0]
+    actions = model.replay_buffer.actions[: model.replay_buffer.pos, 0]
+    edge = (np.abs(actions) > 0.999).mean()
+    return f"Q per state {per_state}, behaviour actions at the box edge {edge:.0%}, mean TD residual {residual.mean():+.3f}"
+
+
+rows = (
+    ("SOM", SOM, {}),
+    ("SOM, actor frozen at its initial weights", SOM, dict(frozen_actor=True)),
+    ("SAC (ent_coef=0)", SAC, dict(ent_coef=0.0)),
+    ("SAC (ent_coef=0), actor frozen", SAC, dict(ent_coef=0.0, frozen_actor=True)),
+)
+for name, model_class, extra in rows:
+    print(f"{name}, 500 steps, seeds 0-3: {[first_state_value(trained(model_class, seed, **extra)) for seed in SEEDS]}")
+print(f"SOM, 1000 steps, seeds 0-3: {[first_state_value(trained(SOM, seed, steps=1000)) for seed in SEEDS]}")
+for seed in SEEDS:
+    print(f"SOM seed {seed}, 500 steps: {diagnosis(trained(SOM, seed))}")
