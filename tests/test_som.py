@@ -211,3 +211,15 @@ def test_score_critic_values_proposals_with_the_first_critic_or_the_minimum_of_b
     assert th.allclose(first, per_critic[0])
     assert th.allclose(lowest, th.minimum(*per_critic))
     assert not th.allclose(per_critic[0], per_critic[1])  # the two choices are distinguishable
+
+
+def test_one_step_acting_path_equals_the_generic_one_step_sampler():
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, seed=0)
+    features, noise = th.randn(64, 3), 2 * th.randn(64, 1)
+    with th.no_grad():
+        fast = model.actor.one_step(features, noise)
+        generic = model.actor.sample(features, noise, steps=1)
+        again = model.actor.one_step(features, noise)  # from the cached time embedding
+    th.testing.assert_close(fast, generic)
+    th.testing.assert_close(again, fast)
+    assert (fast.abs() == 1).any()  # some of the noise was large enough to be clipped
