@@ -70,7 +70,15 @@ def run(job: tuple[str, int, int, int, dict[str, Any], str | None]) -> dict[str,
         model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", seed=seed, verbose=0, device="cpu", **{**VARIANTS[name], **overrides})
     start = time.perf_counter()
     while model.num_timesteps < timesteps:
-        model.learn(min(eval_every, timesteps - model.num_timesteps), reset_num_timesteps=False)
+        try:
+            model.learn(min(eval_every, timesteps - model.num_timesteps), reset_num_timesteps=False)
+        except FloatingPointError as error:  # a diverged run is a result, not the end of the sweep
+            result = dict(variant=name, seed=seed, timesteps=model.num_timesteps, deterministic=float("nan"),
+                          stochastic=float("nan"), seconds=time.perf_counter() - start, error=str(error))  # fmt: skip
+            if jsonl:
+                with open(jsonl, "a") as file:
+                    file.write(json.dumps(result) + "\n")
+            return result
         result = dict(
             variant=name,
             seed=seed,
