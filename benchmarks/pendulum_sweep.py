@@ -93,6 +93,21 @@ def run(job: tuple[str, int, int, int, dict[str, Any], str | None]) -> dict[str,
     return result
 
 
+def print_table(results: list[dict[str, Any]], variants: list[str], header: str) -> None:
+    """One row per variant: its final evaluation per seed (``nan`` where the run diverged)."""
+    print(header + "\n")
+    print("| variant | settings | deterministic return per seed | mean | stochastic mean | seconds per run |")
+    print("|---|---|---|---|---|---|")
+    for name in variants:
+        rows = [r for r in results if r["variant"] == name]
+        settings = "SB3 SAC defaults" if name == "sac" else (VARIANTS[name] or "SOM defaults")
+        per_seed = ", ".join(f"{r['deterministic']:.0f}" + (" (diverged)" if "error" in r else "") for r in rows)
+        print(
+            f"| {name} | {settings} | {per_seed} | {np.mean([r['deterministic'] for r in rows]):.0f} | "
+            f"{np.mean([r['stochastic'] for r in rows]):.0f} | {np.mean([r['seconds'] for r in rows]):.0f} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--timesteps", type=int, default=10_000)
@@ -102,24 +117,24 @@ def main() -> None:
     parser.add_argument("--overrides", default="{}", help="JSON dict of SOM arguments applied to every SOM variant")
     parser.add_argument("--eval-every", type=int, default=2500)
     parser.add_argument("--jsonl", help="append each evaluation to this file as soon as it is made")
+    parser.add_argument("--report", help="only print the table of the last evaluation of each run in this JSON-lines file")
     args = parser.parse_args()
+    if args.report:
+        with open(args.report) as file:
+            rows = [json.loads(line) for line in file if line.strip()]
+        last = {(r["variant"], r["seed"]): r for r in sorted(rows, key=lambda r: r["timesteps"])}
+        results = [last[key] for key in sorted(last, key=lambda key: (key[0], key[1])) if key[0] in args.variants]
+        steps = sorted({r["timesteps"] for r in results})
+        print_table(results, args.variants, f"# Pendulum-v1, last evaluation of each run (steps {steps}), from {args.report}")
+        return
     overrides = json.loads(args.overrides)
     jobs = [
         (name, seed, args.timesteps, args.eval_every, overrides, args.jsonl) for name in args.variants for seed in args.seeds
     ]
     with Pool(args.workers) as pool:
         results = pool.map(run, jobs)
-    print(f"# Pendulum-v1, {args.timesteps} steps, seeds {args.seeds}, SOM overrides {overrides}\n")
-    print("| variant | settings | deterministic return per seed | mean | stochastic mean | seconds per run |")
-    print("|---|---|---|---|---|---|")
-    for name in args.variants:
-        rows = [r for r in results if r["variant"] == name]
-        settings = "SB3 SAC defaults" if name == "sac" else (VARIANTS[name] or "SOM defaults")
-        per_seed = ", ".join(f"{r['deterministic']:.0f}" for r in rows)
-        print(
-            f"| {name} | {settings} | {per_seed} | {np.mean([r['deterministic'] for r in rows]):.0f} | "
-            f"{np.mean([r['stochastic'] for r in rows]):.0f} | {np.mean([r['seconds'] for r in rows]):.0f} |"
-        )
+    header = f"# Pendulum-v1, {args.timesteps} steps, seeds {args.seeds}, SOM overrides {overrides}"
+    print_table(results, args.variants, header)
     print("\n```json")
     print(json.dumps(results))
     print("```")

@@ -282,14 +282,19 @@ class SOM(OffPolicyAlgorithm):
         q_values = q_from_features(self.critic, features, uniform_actions, self.score_critic).squeeze(-1)
         return q_values.std(dim=1).mean() + 1e-6
 
-    @staticmethod
-    def _check_finite(name: str, loss: th.Tensor) -> float:
+    def _check_finite(self, name: str, loss: th.Tensor) -> float:
         """The loss as a float; raises before any weight is updated with a non-finite loss."""
         value = loss.item()
         if not np.isfinite(value):
+            hint = "Check the rewards and observations for NaN/inf, or lower the learning rate."
+            if name == "actor_loss" and (self.score_estimator == "gradient" or self.score_normalization is not None):
+                hint += (
+                    " With score_estimator='gradient' or a score_normalization the velocity target is built from the score"
+                    " at every t, and that conversion grows without bound as t -> 1 (1 / m_t): the default"
+                    " score_estimator='hybrid' with score_normalization=None avoids it."
+                )
             raise FloatingPointError(
-                f"SOM: {name} is {value} (not finite); training stopped before the update, the weights are unchanged. "
-                "Check the rewards and observations for NaN/inf, or lower the learning rate."
+                f"SOM: {name} is {value} (not finite); training stopped before the update, the weights are unchanged. {hint}"
             )
         return value
 

@@ -181,6 +181,14 @@ def test_non_finite_loss_stops_training_and_leaves_weights_unchanged():
     assert all(th.equal(before[k], after[k]) for k in before)
 
 
+def test_non_finite_actor_loss_names_the_score_options_that_can_diverge():
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, score_estimator="gradient", seed=0)
+    with pytest.raises(FloatingPointError, match="actor_loss.*score_estimator='gradient'"):
+        model._check_finite("actor_loss", th.tensor(float("nan")))
+    with pytest.raises(FloatingPointError, match="lower the learning rate\\.$"):
+        SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL)._check_finite("actor_loss", th.tensor(float("inf")))
+
+
 @pytest.mark.parametrize(
     "overrides",
     [
