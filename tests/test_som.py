@@ -183,9 +183,9 @@ def test_non_finite_loss_stops_training_and_leaves_weights_unchanged():
 
 def test_non_finite_actor_loss_names_the_score_options_that_can_diverge():
     model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, score_estimator="gradient", seed=0)
-    with pytest.raises(FloatingPointError, match="actor_loss.*score_estimator='gradient'"):
+    with pytest.raises(FloatingPointError, match=r"actor_loss.*score_estimator='gradient'"):
         model._check_finite("actor_loss", th.tensor(float("nan")))
-    with pytest.raises(FloatingPointError, match="lower the learning rate\\.$"):
+    with pytest.raises(FloatingPointError, match=r"lower the learning rate\.$"):
         SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL)._check_finite("actor_loss", th.tensor(float("inf")))
 
 
