@@ -91,6 +91,16 @@ def score_gflops(som: SOM, batch: int, repeats: int, device: str) -> None:
     print(f"| achieved / matmul | {flops / seconds / 1e9 / matmul_rate:.2f} |")
 
 
+def step_cell(som: SOM, args: argparse.Namespace, sac_seconds: float, **settings: object) -> str:
+    """SOM's gradient step with ``settings`` applied (kept for the next cell): "ms (ratio to SAC)"."""
+    for name, value in settings.items():
+        setattr(som, name, value)
+    som._setup_flow()
+    seconds = median_seconds(lambda: som.train(args.grad_steps, args.batch_size), max(3, args.repeats // 2), 1, args.device)
+    seconds /= args.grad_steps
+    return f"{seconds * 1e3:.1f} ({seconds / sac_seconds:.1f}x)"
+
+
 def filled(model: SOM | SAC, steps: int) -> SOM | SAC:
     """Fill the replay buffer with ``steps`` random-action steps (no training)."""
     model.learning_starts = steps
@@ -152,26 +162,15 @@ def main() -> None:
     print("\n## SOM gradient step by n_score_samples and estimator (ms; ratio to SAC's step)\n")
     print("| K | gradient | posterior | hybrid |\n|---|---|---|---|")
     for k in (8, 16, 32, 64, 128):
-        cells = []
-        for estimator in ("gradient", "posterior", "hybrid"):
-            som.n_score_samples, som.score_estimator = k, estimator
-            som._setup_flow()
-            seconds = median_seconds(lambda: som.train(args.grad_steps, batch), max(3, args.repeats // 2), 1, device)
-            seconds /= args.grad_steps
-            cells.append(f"{seconds * 1e3:.1f} ({seconds / t_sac:.1f}x)")
+        estimators = ("gradient", "posterior", "hybrid")
+        cells = [step_cell(som, args, t_sac, n_score_samples=k, score_estimator=e) for e in estimators]
         print(f"| {k} | " + " | ".join(cells) + " |")
 
     print("\n## SOM gradient step by the critics that value the proposals (hybrid estimator; ms, ratio to SAC)\n")
     print("| K | first critic | min of both |\n|---|---|---|")
     som.score_estimator = "hybrid"
     for k in (16, 32):
-        cells = []
-        for score_critic in ("first", "min"):
-            som.n_score_samples, som.score_critic = k, score_critic
-            som._setup_flow()
-            seconds = median_seconds(lambda: som.train(args.grad_steps, batch), max(3, args.repeats // 2), 1, device)
-            seconds /= args.grad_steps
-            cells.append(f"{seconds * 1e3:.1f} ({seconds / t_sac:.1f}x)")
+        cells = [step_cell(som, args, t_sac, n_score_samples=k, score_critic=c) for c in ("first", "min")]
         print(f"| {k} | " + " | ".join(cells) + " |")
 
 
