@@ -130,11 +130,13 @@ class MeanFlowActor(BasePolicy):
 
     def sample(self, features: th.Tensor, noise: th.Tensor, steps: int | None = None) -> th.Tensor:
         """Actions in [-1, 1]^d from noise (B, d) at features (B, f), in ``steps`` MeanFlow steps."""
-        action = sample_actions(self.velocity_at(features), noise, self.sampling_steps if steps is None else steps)
-        return action.clamp(-1.0, 1.0)
+        steps = self.sampling_steps if steps is None else steps
+        if steps == 1:
+            return self._one_step(features, noise)
+        return sample_actions(self.velocity_at(features), noise, steps).clamp(-1.0, 1.0)
 
-    def one_step(self, features: th.Tensor, noise: th.Tensor) -> th.Tensor:
-        """``clip(e - u(e, 0, 1 | s), -1, 1)`` for noise (B, d): :meth:`sample` with one step, fewer kernels.
+    def _one_step(self, features: th.Tensor, noise: th.Tensor) -> th.Tensor:
+        """``clip(e - u(e, 0, 1 | s), -1, 1)`` for noise (B, d): the one-step sampler with fewer kernels.
 
         The time embedding of ``(r, t) = (0, 1)`` is the same for every call, so it is computed once per
         device and dtype (a cache, not a buffer: saved models do not change).
@@ -152,7 +154,7 @@ class MeanFlowActor(BasePolicy):
         features = self.extract_features(obs, self.features_extractor)
         noise = features.new_empty(features.shape[0], self.action_dim)
         noise = noise.zero_() if deterministic else noise.normal_()
-        return self.one_step(features, noise) if self.sampling_steps == 1 else self.sample(features, noise)
+        return self.sample(features, noise)
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         return self(observation, deterministic)

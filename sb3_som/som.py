@@ -339,7 +339,7 @@ class SOM(OffPolicyAlgorithm):
             with th.no_grad():
                 critic_features = self.critic.extract_features(replay_data.observations, self.critic.features_extractor)
                 noise = th.randn_like(replay_data.actions)
-                a0 = self.actor.one_step(actor_features, noise) if self.a0_source == "policy" else replay_data.actions
+                a0 = self.actor.sample(actor_features, noise, steps=1) if self.a0_source == "policy" else replay_data.actions
                 q_scale = self._q_spread(critic_features) if self.q_normalization == "state" else None
 
             losses = actor_losses(
