@@ -37,7 +37,7 @@ A0_SOURCES = ("policy", "buffer")
 TIME_SAMPLERS = ("logit_normal", "uniform")
 NOISE_PATHS = ("linear", "vp")
 # states and uniform actions per state used to measure the spread of Q across actions
-Q_SPREAD_STATES = 64
+Q_SPREAD_STATES = 32
 Q_SPREAD_ACTIONS = 16
 
 
@@ -82,8 +82,9 @@ class SOM(OffPolicyAlgorithm):
     :param score_normalization: ``None`` uses the exact score; a number ``w`` replaces the score
         by ``w * score / ||score||`` (bounded and greedier, no longer the exact field)
     :param q_normalization: how Q is normalised before ``alpha`` applies: "state" divides by the
-        spread of Q across uniform actions at the same state (averaged over the batch), "batch"
-        standardises over all proposals of the batch
+        spread of Q across uniform actions at the same state (averaged over the batch), floored at the
+        critic's own RMS TD error on the batch (differences between actions smaller than the critic's
+        error are not trusted), "batch" standardises over all proposals of the batch
     :param noise_path: "linear" (``a_t = (1 - t) a_0 + t e``) or "vp" (variance preserving)
     :param beta_min: ``beta(0)`` of the VP path
     :param beta_max: ``beta(1)`` of the VP path
@@ -274,6 +275,16 @@ class SOM(OffPolicyAlgorithm):
             loss_weight_power=self.loss_weight_power,
         )
 
+    def _q_scale(self, critic_features: th.Tensor, td_error_rms: th.Tensor) -> th.Tensor:
+        """The Q scale that ``alpha`` is relative to ("state" normalisation), a scalar.
+
+        The typical spread of Q across uniform actions at one state (averaged over states), but never
+        below the critic's RMS TD error: where Q hardly depends on the action (a reward that ignores it),
+        its spread across actions is the critic's noise, and dividing by it would make the target greedy
+        on that noise.
+        """
+        return th.maximum(self._q_spread(critic_features), td_error_rms)
+
     def _q_spread(self, critic_features: th.Tensor) -> th.Tensor:
         """Typical spread of Q across uniform actions at one state, averaged over states (a scalar)."""
         features = critic_features[:Q_SPREAD_STATES]
@@ -327,6 +338,7 @@ class SOM(OffPolicyAlgorithm):
                 target_q_values = replay_data.rewards + (1 - replay_data.dones) * discounts * next_q_values
             current_q_values = self.critic(replay_data.observations, replay_data.actions)
             critic_loss = 0.5 * sum(F.mse_loss(current_q, target_q_values) for current_q in current_q_values)
+            td_error_rms = F.mse_loss(current_q_values[0], target_q_values).detach().sqrt()
             assert isinstance(critic_loss, th.Tensor)
             logs["critic_loss"].append(self._check_finite("critic_loss", critic_loss))
             logs["q_mean"].append(current_q_values[0].mean().item())
@@ -340,7 +352,7 @@ class SOM(OffPolicyAlgorithm):
                 critic_features = self.critic.extract_features(replay_data.observations, self.critic.features_extractor)
                 noise = th.randn_like(replay_data.actions)
                 a0 = self.actor.sample(actor_features, noise, steps=1) if self.a0_source == "policy" else replay_data.actions
-                q_scale = self._q_spread(critic_features) if self.q_normalization == "state" else None
+                q_scale = self._q_scale(critic_features, td_error_rms) if self.q_normalization == "state" else None
 
             losses = actor_losses(
                 self.actor.velocity_at(actor_features),
