@@ -52,12 +52,13 @@ def train_on_fixed_target(
     schedule = th.optim.lr_scheduler.LambdaLR(optimizer, decay)
     features = th.zeros(batch_size, 1)
     velocity = actor.velocity_at(features)
+    velocity_jvp = actor.velocity_jvp_at(features)
     history = []
     for _ in range(iterations):
         noise = th.randn(batch_size, actor.action_dim)
         with th.no_grad():
             a0 = actor.sample(features, noise, steps=1)
-        losses = actor_losses(velocity, a0, noise, path, q_function, config, q_scale=th.tensor(1.0))
+        losses = actor_losses(velocity, a0, noise, path, q_function, config, th.tensor(1.0), velocity_jvp)
         optimizer.zero_grad()
         losses.total.backward()
         optimizer.step()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch as th
 
-from sb3_som.meanflow import AverageVelocity, adaptive_weighted_loss, meanflow_target, sample_actions
+from sb3_som.meanflow import AverageVelocity, AverageVelocityJVP, adaptive_weighted_loss, meanflow_target, sample_actions
 from sb3_som.paths import NoisePath, sample_r_t
 from sb3_som.score import QFunction, VelocityTarget, estimate_velocity
 
@@ -56,6 +56,7 @@ def actor_losses(
     q_function: QFunction,
     config: FlowTargetConfig,
     q_scale: th.Tensor | None = None,
+    u_jvp: AverageVelocityJVP | None = None,
 ) -> ActorLosses:
     """Loss of the MeanFlow actor ``u_fn(a_t, r, t)`` (state features already bound).
 
@@ -63,6 +64,7 @@ def actor_losses(
     :param noise: (B, d) standard normal noise, the student's input for self-distillation
     :param q_function: Q of proposals (B', K, d) at batch rows (B',) -> (B', K)
     :param q_scale: the Q spread that ``alpha`` is relative to (None: standardise over the batch)
+    :param u_jvp: ``u_fn`` and its time derivative along the flow in one call (None: ``torch.func.jvp``)
     """
     batch_size = a0.shape[0]
     r, t = sample_r_t(batch_size, config.time_sampler, config.mean_flow_fraction, device=a0.device)
@@ -80,7 +82,7 @@ def actor_losses(
         q_scale=q_scale,
         score_scale=config.score_normalization,
     )
-    u, u_target = meanflow_target(u_fn, a_t, r, t, target.velocity)
+    u, u_target = meanflow_target(u_fn, a_t, r, t, target.velocity, u_jvp)
     meanflow = adaptive_weighted_loss(u, u_target, power=config.loss_weight_power)
     if config.distillation_steps == 0:
         return ActorLosses(meanflow, meanflow, None, target)

@@ -19,8 +19,9 @@ from stable_baselines3.common.torch_layers import (
 )
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
+from torch.func import jvp
 
-from sb3_som.meanflow import AverageVelocity, sample_actions
+from sb3_som.meanflow import AverageVelocity, AverageVelocityJVP, sample_actions, sequential_jvp
 from sb3_som.paths import time_features
 from sb3_som.score import QFunction
 from sb3_som.validation import check_int
@@ -127,6 +128,27 @@ class MeanFlowActor(BasePolicy):
     def velocity_at(self, features: th.Tensor) -> AverageVelocity:
         """``u_theta(., ., . | s)`` with the state features (B, f) bound."""
         return partial(self.average_velocity, features)
+
+    def average_velocity_jvp(
+        self, features: th.Tensor, a_t: th.Tensor, r: th.Tensor, t: th.Tensor, velocity: th.Tensor
+    ) -> tuple[th.Tensor, th.Tensor]:
+        """``u_theta(a_t, r, t | s)`` (with its graph) and ``du/dt`` along ``(a_t, t)`` moving by ``(v, 1)``, ``r`` fixed.
+
+        The same pair as ``torch.func.jvp`` of :meth:`average_velocity` with tangents ``(v, 0, 1)``, at
+        about half the cost (:func:`sb3_som.meanflow.sequential_jvp`). Shapes as :meth:`average_velocity`.
+        """
+        times = th.cat([t, t - r], dim=0)  # both move at rate 1 when t does
+        embed = partial(time_features, n_frequencies=self.time_frequencies)
+        embedding, embedding_rate = jvp(embed, (times,), (th.ones_like(times),))
+        t_embedding, gap_embedding = embedding.chunk(2, dim=0)
+        t_rate, gap_rate = embedding_rate.chunk(2, dim=0)
+        network_input = th.cat([features, a_t, t_embedding, gap_embedding], dim=-1)
+        input_rate = th.cat([th.zeros_like(features), velocity, t_rate, gap_rate], dim=-1)
+        return sequential_jvp(self.velocity_net, network_input, input_rate)
+
+    def velocity_jvp_at(self, features: th.Tensor) -> AverageVelocityJVP:
+        """:meth:`average_velocity_jvp` with the state features (B, f) bound."""
+        return partial(self.average_velocity_jvp, features)
 
     def sample(self, features: th.Tensor, noise: th.Tensor, steps: int | None = None) -> th.Tensor:
         """Actions in [-1, 1]^d from noise (B, d) at features (B, f), in ``steps`` MeanFlow steps."""

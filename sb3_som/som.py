@@ -362,6 +362,7 @@ class SOM(OffPolicyAlgorithm):
                 proposal_q_function(self.critic, critic_features, self.score_critic),
                 self.flow_config,
                 q_scale,
+                self.actor.velocity_jvp_at(actor_features),
             )
             logs["actor_loss"].append(self._check_finite("actor_loss", losses.total))
             logs["meanflow_loss"].append(losses.meanflow.item())

@@ -6,7 +6,7 @@ import pytest
 import torch as th
 from scipy.stats import truncnorm
 
-from sb3_som.meanflow import adaptive_weighted_loss, meanflow_target, sample_actions
+from sb3_som.meanflow import adaptive_weighted_loss, meanflow_target, sample_actions, sequential_jvp
 from sb3_som.paths import LinearPath, VPPath, make_path, sample_r_t, time_features
 from sb3_som.score import (
     estimate_velocity,
@@ -206,6 +206,21 @@ def test_jvp_target_equals_the_instantaneous_velocity_when_r_equals_t():
     a_t, t, v = th.randn(8, 3, dtype=th.float64), th.rand(8, 1, dtype=th.float64), th.randn(8, 3, dtype=th.float64)
     _, target = meanflow_target(lambda a, r_, t_: net(th.cat([a, r_, t_], -1)), a_t, t, t, v)
     assert th.allclose(target, v)
+
+
+@pytest.mark.parametrize("activation", [th.nn.ReLU, th.nn.Tanh, th.nn.SiLU])
+def test_layer_by_layer_jvp_equals_torch_func_jvp_and_keeps_the_output_graph(activation):
+    th.manual_seed(0)
+    net = th.nn.Sequential(th.nn.Linear(5, 16), activation(), th.nn.Linear(16, 16), activation(), th.nn.Linear(16, 3))
+    net = net.double()
+    x, dx = th.randn(32, 5, dtype=th.float64), th.randn(32, 5, dtype=th.float64)
+    output, tangent = sequential_jvp(net, x, dx)
+    expected_output, expected_tangent = th.func.jvp(net, (x,), (dx,))
+    th.testing.assert_close(output, expected_output)
+    th.testing.assert_close(tangent, expected_tangent)
+    assert not tangent.requires_grad
+    output.sum().backward()
+    assert all(p.grad is not None for p in net.parameters())
 
 
 def test_k_step_sampler_integrates_the_exact_average_velocity_of_a_linear_flow():

@@ -232,3 +232,76 @@ def test_one_step_acting_path_equals_the_generic_one_step_sampler():
     th.testing.assert_close(fast, generic)
     th.testing.assert_close(again, fast)
     assert (fast.abs() == 1).any()  # some of the noise was large enough to be clipped
+
+
+def test_q_scale_is_the_spread_across_actions_floored_at_the_td_error():
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, seed=0)
+    features = th.randn(40, 3)
+    with th.no_grad():
+        spread = model._q_spread(features).item()
+        assert spread > 1e-4  # a random critic varies with the action
+        assert model._q_scale(features, th.tensor(0.5 * spread)).item() == pytest.approx(spread, rel=0.5)
+        assert model._q_scale(features, th.tensor(100 * spread)).item() == pytest.approx(100 * spread)
+        for q_net in model.critic.q_networks:  # Q no longer depends on the action (its last input)
+            q_net[0].weight[:, -1] = 0.0
+        assert model._q_scale(features, th.tensor(0.3)).item() == pytest.approx(0.3)
+
+
+class ConstantRewardCycle(gym.Env):
+    """Four states visited in a cycle, reward 1 whatever the action: Q = 1 / (1 - gamma) everywhere."""
+
+    observation_space = spaces.Discrete(4)
+    action_space = spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._state = 0
+        return self._state, {}
+
+    def step(self, action):
+        self._state = (self._state + 1) % 4
+        return self._state, 1.0, False, False, {}
+
+
+@pytest.mark.parametrize("handle_timeout_termination", [True, False])
+def test_critic_bootstraps_through_time_limits_only_when_told(handle_timeout_termination):
+    """With timeouts bootstrapped the critic reaches 1 / (1 - gamma) = 50 although episodes end after 8 steps.
+
+    Q does not depend on the action here: the TD-error floor of the Q scale keeps the target policy from
+    turning greedy on the critic's noise. Without bootstrapping, the value stays far below 50.
+    """
+    env = gym.wrappers.TimeLimit(ConstantRewardCycle(), max_episode_steps=8)
+    model = SOM(
+        "MlpPolicy",
+        env,
+        gamma=0.98,
+        tau=0.5,
+        learning_rate=0.01,
+        learning_starts=0,
+        replay_buffer_kwargs=dict(handle_timeout_termination=handle_timeout_termination),
+        policy_kwargs=dict(net_arch=[16], n_critics=1),
+        seed=1,
+    )
+    model.learn(500)
+    obs = model.policy.obs_to_tensor(0)[0].repeat(100)
+    with th.no_grad():
+        value = model.critic(obs, model.actor(obs))[0].mean().item()
+    if handle_timeout_termination:
+        assert abs(value - 50.0) < 1.0
+    else:
+        assert value < 45.0
+
+
+def test_actor_jvp_equals_torch_func_jvp_of_the_average_velocity():
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, seed=0)
+    actor = model.actor
+    features = th.randn(16, 3, requires_grad=True)
+    a_t, v = th.randn(16, 1), th.randn(16, 1)
+    t = 0.1 + 0.8 * th.rand(16, 1)
+    r = t * th.rand(16, 1)
+    u, du_dt = actor.average_velocity_jvp(features, a_t, r, t, v)
+    expected_u, expected_du_dt = th.func.jvp(actor.velocity_at(features), (a_t, r, t), (v, th.zeros_like(r), th.ones_like(t)))
+    th.testing.assert_close(u, expected_u)
+    th.testing.assert_close(du_dt, expected_du_dt, rtol=1e-4, atol=1e-5)
+    u.sum().backward()  # the output keeps the graph to the network and to the state features
+    assert features.grad is not None and all(p.grad is not None for p in actor.velocity_net.parameters())
