@@ -7,7 +7,8 @@ Measures, as medians of ``--repeats`` repeats:
 (d) SOM's gradient step as ``n_score_samples`` grows, per estimator, and with one or both critics
     valuing the proposals;
 (e) the score estimation's achieved GFLOP/s against this machine's measured fp32 matmul rate.
-Times are reported together with their ratio to SAC's, which is what transfers between machines.
+Times are reported together with their ratio to SAC's, which is what transfers between machines. In (a)
+and (b) SOM and SAC are timed in alternation and the ratio is the median of the per-pair ratios.
 
     python benchmarks/speed.py --env HalfCheetah-v5 --device cpu > benchmarks/results/speed_cpu.md
 """
@@ -45,6 +46,20 @@ def median_seconds(fn: Callable[[], object], repeats: int, number: int, device: 
             th.cuda.synchronize()
         samples.append((time.perf_counter() - start) / number)
     return statistics.median(samples)
+
+
+def paired_median_seconds(
+    fn_som: Callable[[], object], fn_sac: Callable[[], object], repeats: int, number: int, device: str
+) -> tuple[float, float, float]:
+    """SOM and SAC timed in alternation, ``repeats`` pairs of ``number`` calls each.
+
+    Returns the median time per call of each and the median of the per-pair ratios SOM / SAC, so that
+    a machine that speeds up or slows down during the run shifts both sides of every ratio alike.
+    """
+    pairs = [(median_seconds(fn_som, 1, number, device), median_seconds(fn_sac, 1, number, device)) for _ in range(repeats)]
+    som_seconds, sac_seconds = zip(*pairs, strict=True)
+    ratio = statistics.median(som / sac for som, sac in pairs)
+    return statistics.median(som_seconds), statistics.median(sac_seconds), ratio
 
 
 def critic_row_flops(model: SOM) -> int:
@@ -125,23 +140,26 @@ def main() -> None:
     print(f"# Speed: SOM vs SAC on {args.env}, device {device}, torch {th.__version__}, threads {th.get_num_threads()}")
     if device.startswith("cuda"):
         print(f"GPU: {th.cuda.get_device_name()}")
-    print(f"nets 256x256, batch {batch}, medians of {args.repeats} repeats\n")
+    print(f"nets 256x256, batch {batch}, medians of {args.repeats} repeats (SOM and SAC alternating in the first table)\n")
 
     print("| measurement | SOM (ms) | SAC (ms) | SOM / SAC |\n|---|---|---|---|")
     for label, obs, number in (("predict, 1 observation", obs_one, 200), ("predict, batch of 256", obs_batch, 50)):
         for deterministic in (False, True):
-            t_som = median_seconds(
-                lambda o=obs, d=deterministic: som.predict(o, deterministic=d), args.repeats, number, device
-            )
-            t_sac = median_seconds(
-                lambda o=obs, d=deterministic: sac.predict(o, deterministic=d), args.repeats, number, device
+            t_som, t_sac, ratio = paired_median_seconds(
+                lambda o=obs, d=deterministic: som.predict(o, deterministic=d),
+                lambda o=obs, d=deterministic: sac.predict(o, deterministic=d),
+                args.repeats,
+                number,
+                device,
             )
             name = f"{label}, {'deterministic' if deterministic else 'stochastic'}"
-            print(f"| {name} | {t_som * 1e3:.3f} | {t_sac * 1e3:.3f} | {t_som / t_sac:.2f} |")
-    t_som = median_seconds(lambda: som.train(args.grad_steps, batch), args.repeats, 1, device) / args.grad_steps
-    t_sac = median_seconds(lambda: sac.train(args.grad_steps, batch), args.repeats, 1, device) / args.grad_steps
+            print(f"| {name} | {t_som * 1e3:.3f} | {t_sac * 1e3:.3f} | {ratio:.2f} |")
+    t_som, t_sac, ratio = paired_median_seconds(
+        lambda: som.train(args.grad_steps, batch), lambda: sac.train(args.grad_steps, batch), args.repeats, 1, device
+    )
+    t_som, t_sac = t_som / args.grad_steps, t_sac / args.grad_steps
     name = f"gradient step (defaults: K = {som.n_score_samples}, {som.score_critic} critic)"
-    print(f"| {name} | {t_som * 1e3:.2f} | {t_sac * 1e3:.2f} | {t_som / t_sac:.2f} |")
+    print(f"| {name} | {t_som * 1e3:.2f} | {t_sac * 1e3:.2f} | {ratio:.2f} |")
 
     print("\n## k-step sampling of the same SOM actor (batch of 256, stochastic)\n")
     print("| k | ms | vs k = 1 |\n|---|---|---|")

@@ -1,4 +1,5 @@
-"""SB3's test_gae::test_infinite_horizon setting, over seeds: SOM, SOM with its actor frozen, and SAC.
+"""SB3's test_gae::test_infinite_horizon setting, over seeds: SOM, SOM without the TD-error floor of its
+Q scale, SOM with its actor frozen, and SAC.
 
 Prints the critic's value of the first state after 500 steps (true value 1 / (1 - 0.98) = 50 at every
 state, every action), then, for SOM, what its critic and its behaviour look like: Q per state, the
@@ -20,10 +21,10 @@ from sb3_som import SOM
 sys.path.insert(0, f"{sys.argv[1]}/tests")
 from test_gae import InfiniteHorizonEnv
 
-SEEDS = range(4)
+SEEDS = range(6)
 
 
-def trained(model_class: type, seed: int, steps: int = 500, frozen_actor: bool = False, **extra):
+def trained(model_class: type, seed: int, steps: int = 500, frozen_actor: bool = False, floor: bool = True, **extra):
     env = gym.wrappers.TimeLimit(InfiniteHorizonEnv(n_states=4), 8)
     model = model_class(
         "MlpPolicy",
@@ -39,6 +40,8 @@ def trained(model_class: type, seed: int, steps: int = 500, frozen_actor: bool =
     )
     if frozen_actor:  # the actor keeps its initial weights; the critic trains as usual
         model.actor.optimizer.step = lambda *args, **kwargs: None
+    if not floor:  # the Q scale is the spread across actions alone, as before the TD-error floor
+        model._q_scale = lambda critic_features, td_error_rms: model._q_spread(critic_features)
     model.learn(steps)
     return model
 
@@ -67,12 +70,13 @@ def diagnosis(model: SOM) -> str:
 
 rows = (
     ("SOM", SOM, {}),
+    ("SOM without the TD-error floor of the Q scale", SOM, dict(floor=False)),
     ("SOM, actor frozen at its initial weights", SOM, dict(frozen_actor=True)),
     ("SAC (ent_coef=0)", SAC, dict(ent_coef=0.0)),
     ("SAC (ent_coef=0), actor frozen", SAC, dict(ent_coef=0.0, frozen_actor=True)),
 )
 for name, model_class, extra in rows:
-    print(f"{name}, 500 steps, seeds 0-3: {[first_state_value(trained(model_class, seed, **extra)) for seed in SEEDS]}")
-print(f"SOM, 1000 steps, seeds 0-3: {[first_state_value(trained(SOM, seed, steps=1000)) for seed in SEEDS]}")
+    print(f"{name}, 500 steps, seeds 0-5: {[first_state_value(trained(model_class, seed, **extra)) for seed in SEEDS]}")
+print(f"SOM, 1000 steps, seeds 0-5: {[first_state_value(trained(SOM, seed, steps=1000)) for seed in SEEDS]}")
 for seed in SEEDS:
     print(f"SOM seed {seed}, 500 steps: {diagnosis(trained(SOM, seed))}")
