@@ -134,8 +134,8 @@ class MeanFlowActor(BasePolicy):
     ) -> tuple[th.Tensor, th.Tensor]:
         """``u_theta(a_t, r, t | s)`` (with its graph) and ``du/dt`` along ``(a_t, t)`` moving by ``(v, 1)``, ``r`` fixed.
 
-        The same pair as ``torch.func.jvp`` of :meth:`average_velocity` with tangents ``(v, 0, 1)``, at
-        about half the cost (:func:`sb3_som.meanflow.sequential_jvp`). Shapes as :meth:`average_velocity`.
+        The same pair as ``torch.func.jvp`` of :meth:`average_velocity` with tangents ``(v, 0, 1)``, for
+        less (:func:`sb3_som.meanflow.sequential_jvp`). Shapes as :meth:`average_velocity`.
         """
         times = th.cat([t, t - r], dim=0)  # both move at rate 1 when t does
         embed = partial(time_features, n_frequencies=self.time_frequencies)
