@@ -337,8 +337,9 @@ class SOM(OffPolicyAlgorithm):
                 next_q_values = next_q_values.min(dim=1, keepdim=True).values
                 target_q_values = replay_data.rewards + (1 - replay_data.dones) * discounts * next_q_values
             current_q_values = self.critic(replay_data.observations, replay_data.actions)
-            critic_loss = 0.5 * sum(F.mse_loss(current_q, target_q_values) for current_q in current_q_values)
-            td_error_rms = F.mse_loss(current_q_values[0], target_q_values).detach().sqrt()
+            squared_td_errors = [F.mse_loss(current_q, target_q_values) for current_q in current_q_values]
+            critic_loss = 0.5 * sum(squared_td_errors)
+            td_error_rms = squared_td_errors[0].detach().sqrt()  # the first critic's, for the Q scale's floor
             assert isinstance(critic_loss, th.Tensor)
             logs["critic_loss"].append(self._check_finite("critic_loss", critic_loss))
             logs["q_mean"].append(current_q_values[0].mean().item())
