@@ -54,7 +54,8 @@ def first_state_value(model) -> float:
 
 
 def diagnosis(model: SOM) -> str:
-    """Q per state over 1000 policy actions, behaviour actions at the box edge, mean TD residual."""
+    """Q per state over 1000 policy actions, behaviour actions at the box edge, the TD residual (mean, RMS)
+    and the spread of Q across uniform actions that the Q scale compares with that RMS."""
     with th.no_grad():
         per_state = []
         for state in range(4):
@@ -63,9 +64,13 @@ def diagnosis(model: SOM) -> str:
         data = model.replay_buffer.sample(256)
         next_q = model.critic_target(data.next_observations, model.actor(data.next_observations))[0]
         residual = data.rewards + (1 - data.dones) * model.gamma * next_q - model.critic(data.observations, data.actions)[0]
+        spread = model._q_spread(model.critic.extract_features(data.observations, model.critic.features_extractor))
     actions = model.replay_buffer.actions[: model.replay_buffer.pos, 0]
     edge = (np.abs(actions) > 0.999).mean()
-    return f"Q per state {per_state}, behaviour actions at the box edge {edge:.0%}, mean TD residual {residual.mean():+.3f}"
+    return (
+        f"Q per state {per_state}, behaviour actions at the box edge {edge:.0%}, TD residual mean {residual.mean():+.3f}"
+        f" RMS {residual.pow(2).mean().sqrt():.2f}, Q spread across actions {spread:.2f}"
+    )
 
 
 rows = (

@@ -53,7 +53,7 @@ def sequential_jvp(network: nn.Sequential, x: th.Tensor, dx: th.Tensor) -> tuple
     The tangent goes through each ``nn.Linear`` as ``dx W^T`` and through any other layer (an
     activation) by ``torch.func.jvp`` at that layer's input, all without autograd: the same product as
     one ``torch.func.jvp`` of the whole network, which also records the tangent's graph when the output
-    needs one (with the backward pass, 0.76 of its time for SOM's default actor: ``benchmarks/jvp_cost.py``).
+    needs one (with the backward pass, 0.78 of its time for SOM's default actor: ``benchmarks/jvp_cost.py``).
     The layers must be deterministic (no dropout). Shapes: x, dx (B, n_in) -> (B, n_out) each.
     """
     output, tangent = x, dx

@@ -119,11 +119,15 @@ class MeanFlowActor(BasePolicy):
         )
         return data
 
-    def average_velocity(self, features: th.Tensor, a_t: th.Tensor, r: th.Tensor, t: th.Tensor) -> th.Tensor:
-        """``u_theta(a_t, r, t | s)``: features (B, f), a_t (B, d), r and t (B, 1) -> (B, d)."""
+    def network_input(self, features: th.Tensor, a_t: th.Tensor, r: th.Tensor, t: th.Tensor) -> th.Tensor:
+        """The velocity network's input ``[features, a_t, emb(t), emb(t - r)]``: (B, f + d + 2 (1 + 2 k))."""
         time_embedding = time_features(th.cat([t, t - r], dim=0), self.time_frequencies)
         t_embedding, gap_embedding = time_embedding.chunk(2, dim=0)
-        return self.velocity_net(th.cat([features, a_t, t_embedding, gap_embedding], dim=-1))
+        return th.cat([features, a_t, t_embedding, gap_embedding], dim=-1)
+
+    def average_velocity(self, features: th.Tensor, a_t: th.Tensor, r: th.Tensor, t: th.Tensor) -> th.Tensor:
+        """``u_theta(a_t, r, t | s)``: features (B, f), a_t (B, d), r and t (B, 1) -> (B, d)."""
+        return self.velocity_net(self.network_input(features, a_t, r, t))
 
     def velocity_at(self, features: th.Tensor) -> AverageVelocity:
         """``u_theta(., ., . | s)`` with the state features (B, f) bound."""
@@ -137,13 +141,8 @@ class MeanFlowActor(BasePolicy):
         The same pair as ``torch.func.jvp`` of :meth:`average_velocity` with tangents ``(v, 0, 1)``, for
         less (:func:`sb3_som.meanflow.sequential_jvp`). Shapes as :meth:`average_velocity`.
         """
-        times = th.cat([t, t - r], dim=0)  # both move at rate 1 when t does
-        embed = partial(time_features, n_frequencies=self.time_frequencies)
-        embedding, embedding_rate = jvp(embed, (times,), (th.ones_like(times),))
-        t_embedding, gap_embedding = embedding.chunk(2, dim=0)
-        t_rate, gap_rate = embedding_rate.chunk(2, dim=0)
-        network_input = th.cat([features, a_t, t_embedding, gap_embedding], dim=-1)
-        input_rate = th.cat([th.zeros_like(features), velocity, t_rate, gap_rate], dim=-1)
+        tangents = (velocity, th.zeros_like(r), th.ones_like(t))
+        network_input, input_rate = jvp(partial(self.network_input, features), (a_t, r, t), tangents)
         return sequential_jvp(self.velocity_net, network_input, input_rate)
 
     def velocity_jvp_at(self, features: th.Tensor) -> AverageVelocityJVP:
