@@ -20,6 +20,8 @@ import argparse
 import importlib.util
 import json
 import os
+import platform
+import subprocess
 import time
 from collections import defaultdict
 from importlib import resources
@@ -27,6 +29,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch as th
 import yaml
 from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import BaseCallback
@@ -61,21 +64,41 @@ def zoo_hyperparams(algo: str, env_id: str) -> dict[str, Any]:
 
 
 class Checkpoints(BaseCallback):
-    """Evaluates the deterministic policy every ``every`` steps and appends a JSON line per checkpoint."""
+    """Evaluates the deterministic policy every ``every`` steps and appends a JSON line per checkpoint.
+
+    Each line also carries the latest ``train/`` diagnostics the algorithm logged (``train`` field).
+    """
 
     def __init__(self, record: dict[str, Any], eval_env: gym.Env, every: int, episodes: int, out: str):
         super().__init__()
         self.record, self.eval_env, self.every, self.episodes, self.out = record, eval_env, every, episodes, out
         self.start = time.perf_counter()
+        self.diagnostics: dict[str, float] = {}
 
     def _on_step(self) -> bool:
+        self.diagnostics.update(
+            {
+                key[len("train/") :]: float(value)
+                for key, value in self.logger.name_to_value.items()
+                if key.startswith("train/")
+            }
+        )
         if self.num_timesteps % self.every == 0:
             returns, _ = evaluate_policy(self.model, self.eval_env, self.episodes, return_episode_rewards=True)
             row = dict(self.record, timesteps=self.num_timesteps, mean_return=float(np.mean(returns)),
-                       std_return=float(np.std(returns)), seconds=round(time.perf_counter() - self.start, 1))  # fmt: skip
+                       std_return=float(np.std(returns)), seconds=round(time.perf_counter() - self.start, 1),
+                       train=dict(self.diagnostics))  # fmt: skip
             with open(self.out, "a") as file:
                 file.write(json.dumps(row) + "\n")
         return True
+
+
+def current_commit() -> str:
+    """The checkout's commit, with ``+`` when its tracked files differ from it."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "."], cwd=os.path.dirname(here)).returncode != 0
+    return commit + ("+" if dirty else "")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -83,7 +106,8 @@ def run(args: argparse.Namespace) -> None:
     model = ALGOS[args.algo](env=args.env, seed=args.seed, device=args.device, **hyperparams)
     eval_env = Monitor(gym.make(args.env))
     eval_env.reset(seed=10_000 + args.seed)
-    record = dict(algo=args.algo, env=args.env, seed=args.seed, device=args.device)
+    record = dict(algo=args.algo, env=args.env, seed=args.seed, device=args.device, commit=current_commit(),
+                  machine=f"{platform.node()} ({os.cpu_count()} cpus)", threads=th.get_num_threads())  # fmt: skip
     model.learn(args.timesteps, callback=Checkpoints(record, eval_env, args.eval_every, args.eval_episodes, args.out))
 
 

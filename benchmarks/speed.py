@@ -110,7 +110,6 @@ def step_cell(som: SOM, args: argparse.Namespace, sac_seconds: float, **settings
     """SOM's gradient step with ``settings`` applied (kept for the next cell): "ms (ratio to SAC)"."""
     for name, value in settings.items():
         setattr(som, name, value)
-    som._setup_flow()
     seconds = median_seconds(lambda: som.train(args.grad_steps, args.batch_size), max(3, args.repeats // 2), 1, args.device)
     seconds /= args.grad_steps
     return f"{seconds * 1e3:.1f} ({seconds / sac_seconds:.1f}x)"

@@ -23,19 +23,16 @@ from sb3_som.score import QFunction, VelocityTarget, estimate_velocity
 
 @dataclass(frozen=True)
 class FlowTargetConfig:
-    """The knobs of the actor objective (SOM's constructor arguments of the same names)."""
+    """The knobs of the actor objective (SOM's constructor arguments of the same names, which hold the defaults)."""
 
-    alpha: float = 10.0
-    n_score_samples: int = 16
-    score_estimator: str = "hybrid"
-    hybrid_switch_time: float | None = None  # None: the path's measured crossover
-    proposal: str = "truncated"
-    score_normalization: float | None = None
-    time_sampler: str = "uniform"
-    mean_flow_fraction: float = 0.75
-    distillation_steps: int = 8
-    distillation_coef: float = 1.0
-    loss_weight_power: float = 0.5
+    alpha: float
+    n_score_samples: int
+    score_estimator: str
+    time_sampler: str
+    mean_flow_fraction: float
+    distillation_steps: int
+    distillation_coef: float
+    loss_weight_power: float
 
 
 @dataclass
@@ -77,10 +74,7 @@ def actor_losses(
         alpha=config.alpha,
         n_samples=config.n_score_samples,
         estimator=config.score_estimator,
-        proposal=config.proposal,
-        switch_time=path.hybrid_switch_time if config.hybrid_switch_time is None else config.hybrid_switch_time,
         q_scale=q_scale,
-        score_scale=config.score_normalization,
     )
     u, u_target = meanflow_target(u_fn, a_t, r, t, target.velocity, u_jvp)
     meanflow = adaptive_weighted_loss(u, u_target, power=config.loss_weight_power)

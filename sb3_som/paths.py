@@ -20,8 +20,6 @@ class NoisePath(ABC):
     """A Gaussian path ``a_t = m_t a_0 + s_t e`` from actions (t = 0) to noise (t = 1)."""
 
     name: str
-    # where the box-truncated posterior estimator overtakes the gradient form (benchmarks/estimator_error.py)
-    hybrid_switch_time: float
 
     @abstractmethod
     def mean_coef(self, t: th.Tensor) -> th.Tensor:
@@ -51,7 +49,6 @@ class VPPath(NoisePath):
     """
 
     name = "vp"
-    hybrid_switch_time = 0.1
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0):
         self.beta_min = beta_min
@@ -80,7 +77,6 @@ class LinearPath(NoisePath):
     """MeanFlow's linear (rectified-flow) path ``a_t = (1 - t) a_0 + t e``."""
 
     name = "linear"
-    hybrid_switch_time = 0.25
 
     def mean_coef(self, t: th.Tensor) -> th.Tensor:
         return 1.0 - t

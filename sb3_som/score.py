@@ -1,17 +1,33 @@
-"""Monte-Carlo score of the noised Boltzmann policy and its probability-flow velocity (pure torch).
+"""Monte-Carlo score of the noised box-supported Boltzmann policy and its probability-flow velocity (pure torch).
 
 The target policy is ``pi*(a) ∝ exp(alpha Qn(a))`` on the box ``[-1, 1]^d``; after noising along a
 path ``a_t = m_t a_0 + s_t e`` (see :mod:`sb3_som.paths`) its density is
 
-    p_t(a_t) ∝ E_{a_0 ~ N(a_t / m_t, (s_t / m_t)^2 I)} [ exp(alpha Qn(a_0)) ],
+    p_t(a_t) ∝ E_{a_0 ~ N(a_t / m_t, sigma_t^2 I) truncated to the box} [ exp(alpha Qn(a_0)) ],   sigma_t = s_t / m_t.
 
-so ``K`` proposals ``a_0^k`` with self-normalised weights ``w = softmax_k(alpha Qn(a_0^k))`` give
+``K`` proposals ``a_0^k`` from that truncated Gaussian (its normaliser does not depend on ``k``) with
+self-normalised weights ``w = softmax_k(alpha Qn(a_0^k))`` are draws from the posterior ``p(a_0 | a_t)``,
+and two forms of the score follow:
 
-- the gradient form:        ``score = (1 / m_t) sum_k w_k grad (alpha Qn)(a_0^k)``
-- the posterior-mean form:  ``E[a_0 | a_t] = sum_k w_k a_0^k``, ``score = (m_t E[a_0|a_t] - a_t) / s_t^2``
+- posterior-mean (Tweedie) form: ``score = (m_t E[a_0|a_t] - a_t) / s_t^2``, ``E[a_0|a_t] ≈ sum_k w_k a_0^k``.
+  Exact for any target, box-supported included; its Monte-Carlo noise grows as ``t -> 0``.
+- gradient form: integration by parts over the box gives, per action dimension ``i``,
 
-and the probability-flow ODE turns either into the marginal velocity ``v(a_t, t)``.
-Shapes: ``B`` states, ``K`` proposals, ``d`` action dimensions; times are ``(B, 1)``.
+      score_i = (1 / m_t) ( E[d_i (alpha Qn)(a_0) | a_t] - p(a_0,i = 1 | a_t) + p(a_0,i = -1 | a_t) ),
+
+  the posterior mean of the critic's gradient minus the posterior density on the dimension's two faces.
+  The face densities vanish, to within ``phi(FACE_MARGIN)`` of the score's scale, where the posterior
+  lies ``FACE_MARGIN`` proposal standard deviations inside the box; there the form is
+  ``(1 / m_t) sum_k w_k d_i (alpha Qn)(a_0^k)``, with a far smaller Monte-Carlo error than the
+  posterior form at small ``t``, and explodes as ``t -> 1`` (the ``1 / m_t`` factor, collapsing weights).
+
+The "hybrid" estimator takes, per state and action dimension, the gradient form where the posterior sits
+inside the face margin and the posterior form everywhere else: consistent everywhere in the box, faces
+included. The margin alone decides where each form runs: it exceeds the half-width of the box once
+``sigma_t >= 1 / FACE_MARGIN`` (``t >= 0.2`` on the linear path, ``t >= 0.08`` on VP), so the gradient
+form never runs at the large t where it is poor (``benchmarks/estimator_error.py``). The probability-flow
+ODE turns the score into the marginal velocity ``v(a_t, t)``. Shapes: ``B`` states, ``K`` proposals, ``d`` action dimensions;
+times are ``(B, 1)``.
 """
 
 from __future__ import annotations
@@ -23,8 +39,9 @@ import torch as th
 
 from sb3_som.paths import NoisePath
 
-ESTIMATORS = ("gradient", "posterior", "hybrid")
-PROPOSALS = ("gaussian", "clip", "truncated")
+ESTIMATORS = ("hybrid", "posterior")
+# proposal standard deviations that both estimates of E[a_0 | a_t] must keep from a face for the gradient form
+FACE_MARGIN = 4.0
 
 # Q values (B', K) of proposals a_0 (B', K, d) at the states ``rows`` (B',) of the batch
 QFunction = Callable[[th.Tensor, th.Tensor], th.Tensor]
@@ -52,34 +69,16 @@ def truncated_normal(loc: th.Tensor, scale: th.Tensor, low: float, high: float, 
     return (loc64 + scale64 * z).clamp(low, high).to(loc.dtype)
 
 
-def propose(
-    a_t: th.Tensor,
-    m_t: th.Tensor,
-    s_t: th.Tensor,
-    n_samples: int,
-    proposal: str,
-    generator: th.Generator | None = None,
-) -> th.Tensor:
-    """``K`` proposals ``a_0^k`` from ``N(a_t / m_t, (s_t / m_t)^2 I)``.
+def propose(a_t: th.Tensor, m_t: th.Tensor, s_t: th.Tensor, n_samples: int) -> th.Tensor:
+    """``K`` proposals ``a_0^k`` from ``N(a_t / m_t, (s_t / m_t)^2 I)`` truncated to the box ``[-1, 1]^d``.
 
     :param a_t: (B, d) noised actions
     :param m_t: (B, 1) mean coefficient; ``s_t``: (B, 1) noise scale
-    :param proposal: "gaussian" (as is), "clip" (clipped to the box) or "truncated" (the
-        Gaussian truncated to the box: exact for a box-supported target, since its normaliser
-        does not depend on ``k``)
     :return: (B, K, d)
     """
     loc = (a_t / m_t).unsqueeze(1).expand(-1, n_samples, -1)
     scale = (s_t / m_t).unsqueeze(1).expand_as(loc)
-    if proposal == "truncated":
-        uniform = th.rand(loc.shape, device=a_t.device, generator=generator)
-        return truncated_normal(loc, scale, -1.0, 1.0, uniform)
-    a0 = loc + scale * th.randn(loc.shape, device=a_t.device, generator=generator)
-    if proposal == "clip":
-        return a0.clamp(-1.0, 1.0)
-    if proposal == "gaussian":
-        return a0
-    raise ValueError(f"proposal must be one of {PROPOSALS}, got {proposal!r}")
+    return truncated_normal(loc, scale, -1.0, 1.0, th.rand(loc.shape, device=a_t.device))
 
 
 def velocity_from_score(path: NoisePath, a_t: th.Tensor, t: th.Tensor, score: th.Tensor) -> th.Tensor:
@@ -107,17 +106,13 @@ def score_from_posterior_mean(path: NoisePath, a_t: th.Tensor, t: th.Tensor, a0_
     return (path.mean_coef(t) * a0_mean - a_t) / path.std(t) ** 2
 
 
-def unit_normalize(score: th.Tensor, scale: float) -> th.Tensor:
-    """The bounded, greedier variant ``scale * score / ||score||`` (no longer the exact field)."""
-    return scale * score / score.norm(dim=-1, keepdim=True).clamp(min=1e-8)
-
-
 class VelocityTarget(NamedTuple):
     """Output of :func:`estimate_velocity`."""
 
     velocity: th.Tensor  # (B, d) probability-flow velocity at (a_t, t)
     score: th.Tensor  # (B, d) estimated score of p_t at a_t
     q_values: th.Tensor  # (B, K) critic values of the proposals (for monitoring)
+    gradient_form: th.Tensor  # (B, d) bool: where the gradient form was used
 
 
 def estimate_velocity(
@@ -128,37 +123,30 @@ def estimate_velocity(
     alpha: float,
     n_samples: int,
     estimator: str = "hybrid",
-    proposal: str = "truncated",
-    switch_time: float = 0.25,
     q_scale: th.Tensor | None = None,
-    score_scale: float | None = None,
-    generator: th.Generator | None = None,
 ) -> VelocityTarget:
-    """Monte-Carlo probability-flow velocity of the noised Boltzmann policy ``exp(alpha Q / q_scale)``.
+    """Monte-Carlo probability-flow velocity of the box-supported Boltzmann policy ``exp(alpha Q / q_scale)``.
 
     :param a_t: (B, d) noised actions; ``t``: (B, 1) their times
     :param q_function: maps proposals (B', K, d) and their batch rows (B',) to Q values (B', K)
     :param alpha: inverse temperature on the normalised Q
-    :param estimator: "gradient", "posterior", or "hybrid" (gradient form for ``t < switch_time``,
-        posterior form above; each where it is accurate)
+    :param estimator: "posterior" (Tweedie form everywhere) or "hybrid" (the gradient form for each
+        state and dimension whose posterior lies ``FACE_MARGIN`` proposal standard deviations inside the
+        box, the posterior form elsewhere)
     :param q_scale: the Q spread to divide by, a scalar or (B, 1); ``None`` standardises Q over
         all proposals of the batch
-    :param score_scale: ``None`` keeps the exact field; a number ``w`` replaces the score by
-        ``w * score / ||score||``
-    :return: velocity (B, d), score (B, d) and the proposals' Q values (B, K), all detached
+    :return: velocity (B, d), score (B, d), the proposals' Q values (B, K) and the gradient-form mask (B, d), all detached
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"score_estimator must be one of {ESTIMATORS}, got {estimator!r}")
     m_t, s_t = path.mean_coef(t), path.std(t)
-    a0 = propose(a_t, m_t, s_t, n_samples, proposal, generator)
+    proposal_std = s_t / m_t  # (B, 1)
+    margin = FACE_MARGIN * proposal_std
+    a0 = propose(a_t, m_t, s_t, n_samples)
     rows = th.arange(a_t.shape[0], device=a_t.device)
-    if estimator == "gradient":
-        use_gradient = th.ones_like(rows, dtype=th.bool)
-    elif estimator == "posterior":
-        use_gradient = th.zeros_like(rows, dtype=th.bool)
-    else:
-        use_gradient = t.squeeze(-1) < switch_time
-    grad_rows, post_rows = rows[use_gradient], rows[~use_gradient]
+    # rows where some dimension may take the gradient form: its proposal centre is inside the margin
+    gradient_row = (1 - (a_t / m_t).abs() >= margin).any(dim=-1) & (estimator == "hybrid")
+    grad_rows, post_rows = rows[gradient_row], rows[~gradient_row]
 
     # One critic call for the rows that need dQ/da, one without autograd for the rest.
     q_values = a_t.new_empty(a0.shape[:2])
@@ -178,17 +166,21 @@ def estimate_velocity(
     logits = alpha * q_values / q_scale  # (B, K); per-state shifts cancel in the softmax
     weights = th.softmax(logits, dim=1).unsqueeze(-1)  # (B, K, 1)
 
-    # gradient form: (1/m) sum_k w_k alpha/q_scale dQ/da(a_0^k)
-    grad_score = (weights * grad_q).sum(1) * (alpha / q_scale) / m_t
-    a0_mean = (weights * a0).sum(1)
-    score = th.where(use_gradient.unsqueeze(-1), grad_score, score_from_posterior_mean(path, a_t, t, a0_mean))
-    if score_scale is not None:
-        score = unit_normalize(score, score_scale)
-        velocity = velocity_from_score(path, a_t, t, score)
-    else:
-        velocity = th.where(
-            use_gradient.unsqueeze(-1),
-            velocity_from_score(path, a_t, t, grad_score),
-            velocity_from_posterior_mean(path, a_t, t, a0_mean),
+    a0_mean = (weights * a0).sum(1)  # posterior form's E[a_0 | a_t]
+    posterior_score = score_from_posterior_mean(path, a_t, t, a0_mean)
+    posterior_velocity = velocity_from_posterior_mean(path, a_t, t, a0_mean)
+    if len(grad_rows) == 0:
+        return VelocityTarget(
+            posterior_velocity.detach(), posterior_score.detach(), q_values, th.zeros_like(a_t, dtype=th.bool)
         )
-    return VelocityTarget(velocity.detach(), score.detach(), q_values)
+
+    # gradient form without face terms: (1/m) sum_k w_k alpha/q_scale dQ/da(a_0^k)
+    grad_log_target = (weights * grad_q).sum(1) * (alpha / q_scale)
+    gradient_score = grad_log_target / m_t
+    implied_a0_mean = a_t / m_t + proposal_std**2 * grad_log_target  # E[a_0 | a_t] by the gradient form (Tweedie)
+    gradient_form = (
+        gradient_row.unsqueeze(-1) & (1 - a0_mean.abs() >= margin) & (1 - implied_a0_mean.abs() >= margin)
+    )  # (B, d)
+    score = th.where(gradient_form, gradient_score, posterior_score)
+    velocity = th.where(gradient_form, velocity_from_score(path, a_t, t, gradient_score), posterior_velocity)
+    return VelocityTarget(velocity.detach(), score.detach(), q_values, gradient_form)

@@ -16,7 +16,7 @@ from stable_baselines3.common.utils import get_parameters_by_name, polyak_update
 from torch.nn import functional as F
 
 from sb3_som.objective import FlowTargetConfig, actor_losses
-from sb3_som.paths import make_path
+from sb3_som.paths import NoisePath, make_path
 from sb3_som.policies import (
     SCORE_CRITICS,
     CnnMeanFlowPolicy,
@@ -27,7 +27,7 @@ from sb3_som.policies import (
     proposal_q_function,
     q_from_features,
 )
-from sb3_som.score import ESTIMATORS, PROPOSALS
+from sb3_som.score import ESTIMATORS
 from sb3_som.validation import check_choice, check_fraction, check_int, check_positive
 
 SelfSOM = TypeVar("SelfSOM", bound="SOM")
@@ -71,16 +71,12 @@ class SOM(OffPolicyAlgorithm):
     :param n_score_samples: Monte-Carlo proposals per state for the score estimate (K), >= 1
     :param score_critic: which critic values the proposals: "first" (the first Q network, as TD3's
         actor; half the critic rows of "min") or "min" (the minimum over the twin critics, as SAC's actor)
-    :param score_estimator: "gradient" (``grad logsumexp alpha Qn``, accurate at small t),
-        "posterior" (Tweedie posterior mean, no critic gradient, accurate from t ~ 0.1 on),
-        or "hybrid" (gradient below ``hybrid_switch_time``, posterior above)
-    :param hybrid_switch_time: the time at which the hybrid estimator switches form; ``None`` takes the
-        measured crossover of the noise path (0.25 linear, 0.1 VP; ``benchmarks/estimator_error.py``)
-    :param proposal: where proposals outside the box ``[-1, 1]^d`` go: "truncated" (the
-        Gaussian proposal truncated to the box, exact for a box-supported target), "clip", or
-        "gaussian" (untouched)
-    :param score_normalization: ``None`` uses the exact score; a number ``w`` replaces the score
-        by ``w * score / ||score||`` (bounded and greedier, no longer the exact field)
+    :param score_estimator: how the score of the noised target is estimated from K proposals drawn
+        from the Gaussian posterior proposal truncated to the action box: "hybrid" (the critic-gradient
+        form for each state and action dimension whose posterior lies 4 proposal standard deviations
+        inside the box, where it is the more accurate form, and the posterior-mean form elsewhere) or
+        "posterior" (the posterior-mean form everywhere, no critic gradient, noisier at small t); both are
+        consistent everywhere in the box, faces included
     :param q_normalization: how Q is normalised before ``alpha`` applies: "state" divides by the
         spread of Q across uniform actions at the same state (averaged over the batch), floored at the
         critic's own RMS TD error on the batch (differences between actions smaller than the critic's
@@ -146,9 +142,6 @@ class SOM(OffPolicyAlgorithm):
         n_score_samples: int = 16,
         score_critic: str = "first",
         score_estimator: str = "hybrid",
-        hybrid_switch_time: float | None = None,
-        proposal: str = "truncated",
-        score_normalization: float | None = None,
         q_normalization: str = "state",
         noise_path: str = "linear",
         beta_min: float = 0.1,
@@ -174,11 +167,6 @@ class SOM(OffPolicyAlgorithm):
         check_int("n_score_samples", n_score_samples, 1)
         check_choice("score_critic", score_critic, SCORE_CRITICS)
         check_choice("score_estimator", score_estimator, ESTIMATORS)
-        if hybrid_switch_time is not None:
-            check_fraction("hybrid_switch_time", hybrid_switch_time)
-        check_choice("proposal", proposal, PROPOSALS)
-        if score_normalization is not None:
-            check_positive("score_normalization", score_normalization)
         check_choice("q_normalization", q_normalization, Q_NORMALIZATIONS)
         check_choice("noise_path", noise_path, NOISE_PATHS)
         check_positive("beta_min", beta_min)
@@ -232,9 +220,6 @@ class SOM(OffPolicyAlgorithm):
         self.n_score_samples = n_score_samples
         self.score_critic = score_critic
         self.score_estimator = score_estimator
-        self.hybrid_switch_time = hybrid_switch_time
-        self.proposal = proposal
-        self.score_normalization = score_normalization
         self.q_normalization = q_normalization
         self.noise_path = noise_path
         self.beta_min = beta_min
@@ -254,20 +239,21 @@ class SOM(OffPolicyAlgorithm):
         self.actor = self.policy.actor
         self.critic = self.policy.critic
         self.critic_target = self.policy.critic_target
-        self._setup_flow()
         self.batch_norm_stats = get_parameters_by_name(self.critic, ["running_"])
         self.batch_norm_stats_target = get_parameters_by_name(self.critic_target, ["running_"])
 
-    def _setup_flow(self) -> None:
-        """Build the noise path and the actor objective's settings from SOM's arguments."""
-        self.flow_path = make_path(self.noise_path, self.beta_min, self.beta_max)
-        self.flow_config = FlowTargetConfig(
+    @property
+    def flow_path(self) -> NoisePath:
+        """The noise path of the actor's flow, from the current ``noise_path``, ``beta_min`` and ``beta_max``."""
+        return make_path(self.noise_path, self.beta_min, self.beta_max)
+
+    @property
+    def flow_config(self) -> FlowTargetConfig:
+        """The actor objective's settings, read from SOM's attributes at each call (changes take effect)."""
+        return FlowTargetConfig(
             alpha=self.alpha,
             n_score_samples=self.n_score_samples,
             score_estimator=self.score_estimator,
-            hybrid_switch_time=self.hybrid_switch_time,
-            proposal=self.proposal,
-            score_normalization=self.score_normalization,
             time_sampler=self.time_sampler,
             mean_flow_fraction=self.mean_flow_fraction,
             distillation_steps=self.distillation_steps,
@@ -298,12 +284,6 @@ class SOM(OffPolicyAlgorithm):
         value = loss.item()
         if not np.isfinite(value):
             hint = "Check the rewards and observations for NaN/inf, or lower the learning rate."
-            if name == "actor_loss" and (self.score_estimator == "gradient" or self.score_normalization is not None):
-                hint += (
-                    " With score_estimator='gradient' or a score_normalization the velocity target is built from the score"
-                    " at every t, and that conversion grows without bound as t -> 1 (1 / m_t): the default"
-                    " score_estimator='hybrid' with score_normalization=None avoids it."
-                )
             raise FloatingPointError(
                 f"SOM: {name} is {value} (not finite); training stopped before the update, the weights are unchanged. {hint}"
             )
@@ -406,7 +386,7 @@ class SOM(OffPolicyAlgorithm):
         )
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "actor", "critic", "critic_target", "flow_path", "flow_config"]
+        return [*super()._excluded_save_params(), "actor", "critic", "critic_target"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         return ["policy", "actor.optimizer", "critic.optimizer"], []
