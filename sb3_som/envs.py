@@ -1,9 +1,14 @@
-"""A multimodal bandit for checking that a policy covers several action modes."""
+"""Two multimodal bandits for checking that a policy covers several action modes.
+
+``import sb3_som`` registers them with gymnasium as ``MultiGoalBandit-v0`` and ``TwoMoonsBandit-v0``
+(:func:`register_envs`), so ``gym.make``, rl-zoo3's ``--env`` (with ``--gym-packages sb3_som`` where
+sb3_som is not imported otherwise) and ``gym.make("sb3_som:MultiGoalBandit-v0")`` find them.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -27,8 +32,6 @@ class MultiGoalBandit(gym.Env):
     The reward has ``n_goals`` bumps, the even ones twice as heavy as the odd ones. The observation
     is a constant, so the optimal stochastic policy is a distribution over actions alone.
     """
-
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
     def __init__(self, n_goals: int = 6, radius: float = 0.6, sigma: float = 0.1):
         self.mixture = multi_goal_mixture(n_goals, radius, sigma)
@@ -58,8 +61,6 @@ class TwoMoonsBandit(gym.Env):
     [pi, 2 pi]. Every point of either arc earns the maximal reward 1, so the optimal stochastic policy
     spreads along both arcs, not onto one point.
     """
-
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
     def __init__(self, radius: float = 0.6, offset: float = 0.15, sigma: float = 0.08):
         self.radius, self.sigma = radius, sigma
@@ -94,3 +95,13 @@ class TwoMoonsBandit(gym.Env):
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         reward = float(self.reward(np.clip(action, -1.0, 1.0))[0])
         return np.zeros(1, dtype=np.float32), reward, True, False, {}
+
+
+ENV_IDS = {"MultiGoalBandit-v0": MultiGoalBandit, "TwoMoonsBandit-v0": TwoMoonsBandit}
+
+
+def register_envs() -> None:
+    """Register the bandits with gymnasium under :data:`ENV_IDS` (again is a no-op)."""
+    for env_id, env_class in ENV_IDS.items():
+        if env_id not in gym.registry:
+            gym.register(env_id, entry_point=f"{__name__}:{env_class.__name__}")
