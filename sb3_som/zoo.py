@@ -216,7 +216,7 @@ def provide_generate_metadata() -> None:
             "push_to_hub: rl_zoo3.push_to_hub imports generate_metadata from huggingface_sb3.push_to_hub, and this "
             "huggingface_sb3 has neither generate_metadata nor _generate_metadata; install sb3-team-hf-integration 3.x"
         )
-    hub.generate_metadata = generate_metadata
+    vars(hub)["generate_metadata"] = generate_metadata
 
 
 def som_model_card(
