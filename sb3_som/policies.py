@@ -24,9 +24,11 @@ from torch.func import jvp
 from sb3_som.meanflow import AverageVelocity, AverageVelocityJVP, sample_actions, sequential_jvp
 from sb3_som.paths import time_features
 from sb3_som.score import QFunction
-from sb3_som.validation import check_int
+from sb3_som.validation import check_action_box, check_int
 
 SCORE_CRITICS = ("min", "first")
+# Best-of-N evaluates the actor and the critic on batch size x N rows at each predict
+MAX_ACTION_CANDIDATES = 1024
 
 
 def q_from_features(critic: ContinuousCritic, features: th.Tensor, actions: th.Tensor, which: str = "min") -> th.Tensor:
@@ -53,6 +55,18 @@ def proposal_q_function(critic: ContinuousCritic, features: th.Tensor, which: st
         return q_from_features(critic, row_features, proposals, which).squeeze(-1)
 
     return q_function
+
+
+def check_finite_observation(observation: PyTorchObs) -> None:
+    """Raise ``ValueError`` if a floating-point observation (or an entry of a Dict one) holds NaN or inf."""
+    entries = observation.items() if isinstance(observation, dict) else [("", observation)]
+    for key, tensor in entries:
+        if tensor.is_floating_point() and not bool(th.isfinite(tensor).all()):
+            where = f"observation[{key!r}]" if key else "the observation"
+            raise ValueError(
+                f"{where} contains NaN or inf, so SOM cannot choose an action for it. Check the environment "
+                "(or the observation normalisation) that produced it; SB3's VecCheckNan wrapper finds the step."
+            )
 
 
 class MeanFlowActor(BasePolicy):
@@ -104,6 +118,15 @@ class MeanFlowActor(BasePolicy):
             *create_mlp(features_dim + self.action_dim + time_dim, self.action_dim, net_arch, activation_fn)
         )
         self._one_step_embedding: tuple[tuple[th.device, th.dtype], th.Tensor] | None = None
+
+    @property
+    def sampling_steps(self) -> int:
+        """MeanFlow steps per action at inference (1 = one network call); may be changed at any time."""
+        return self._sampling_steps
+
+    @sampling_steps.setter
+    def sampling_steps(self, value: int) -> None:
+        self._sampling_steps = check_int("sampling_steps", value, 1)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
@@ -226,9 +249,9 @@ class MeanFlowPolicy(BasePolicy):
     ):
         if not isinstance(action_space, spaces.Box):
             raise ValueError(f"SOM supports only Box (continuous) action spaces, got {action_space}")
-        check_int("time_frequencies", time_frequencies, 0)
-        check_int("sampling_steps", sampling_steps, 1)
-        check_int("n_action_candidates", n_action_candidates, 1)
+        check_action_box(action_space)
+        time_frequencies = check_int("time_frequencies", time_frequencies, 0)
+        sampling_steps = check_int("sampling_steps", sampling_steps, 1)
         super().__init__(
             observation_space,
             action_space,
@@ -264,11 +287,41 @@ class MeanFlowPolicy(BasePolicy):
             "n_critics": n_critics,
             "share_features_extractor": share_features_extractor,
         }
-        # Fixed noise vectors for deterministic Best-of-N: the first is the mode-seeking e = 0.
-        candidate_noise = th.randn(n_action_candidates, get_action_dim(action_space), generator=th.Generator().manual_seed(0))
-        candidate_noise[0] = 0.0
-        self.register_buffer("candidate_noise", candidate_noise, persistent=False)
+        self._candidate_noise: tuple[tuple[int, th.device], th.Tensor] | None = None
         self._build(lr_schedule)
+
+    @property
+    def n_action_candidates(self) -> int:
+        """Best-of-N at inference (1 = off); may be changed at any time."""
+        return self._n_action_candidates
+
+    @n_action_candidates.setter
+    def n_action_candidates(self, value: int) -> None:
+        why = f" (Best-of-N evaluates the actor and the critic on batch size x {value} rows at each predict)"
+        self._n_action_candidates = check_int("n_action_candidates", value, 1, MAX_ACTION_CANDIDATES, why)
+
+    @property
+    def sampling_steps(self) -> int:
+        """MeanFlow steps per action at inference, the actor's (``policy.actor.sampling_steps``)."""
+        return self.actor.sampling_steps
+
+    @sampling_steps.setter
+    def sampling_steps(self, value: int) -> None:
+        self.actor.sampling_steps = value
+        self.actor_kwargs["sampling_steps"] = self.actor.sampling_steps
+
+    @property
+    def candidate_noise(self) -> th.Tensor:
+        """The fixed noise vectors (N, d) of deterministic Best-of-N: the first is the mode-seeking ``e = 0``.
+
+        Built for the current ``n_action_candidates`` on the policy's device, and kept until either changes.
+        """
+        key = (self.n_action_candidates, self.device)
+        if self._candidate_noise is None or self._candidate_noise[0] != key:
+            noise = th.randn(self.n_action_candidates, self.actor.action_dim, generator=th.Generator().manual_seed(0))
+            noise[0] = 0.0
+            self._candidate_noise = (key, noise.to(self.device))
+        return self._candidate_noise[1]
 
     def _build(self, lr_schedule: Schedule) -> None:
         self.actor = self.make_actor()
@@ -292,7 +345,7 @@ class MeanFlowPolicy(BasePolicy):
                 net_arch=self.net_arch,
                 activation_fn=self.activation_fn,
                 time_frequencies=self.actor_kwargs["time_frequencies"],
-                sampling_steps=self.actor_kwargs["sampling_steps"],
+                sampling_steps=self.sampling_steps,
                 n_action_candidates=self.n_action_candidates,
                 n_critics=self.critic_kwargs["n_critics"],
                 share_features_extractor=self.share_features_extractor,
@@ -317,6 +370,7 @@ class MeanFlowPolicy(BasePolicy):
         return self._predict(obs, deterministic=deterministic)
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        check_finite_observation(observation)
         if self.n_action_candidates == 1:
             return self.actor(observation, deterministic)
         return self._best_of_n(observation, deterministic)

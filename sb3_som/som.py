@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import io
+import pathlib
+from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy, ContinuousCritic
+from stable_baselines3.common.preprocessing import get_action_dim
+from stable_baselines3.common.torch_layers import get_actor_critic_arch
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import get_parameters_by_name, polyak_update
 from torch.nn import functional as F
 
 from sb3_som.objective import FlowTargetConfig, actor_losses
 from sb3_som.paths import NoisePath, make_path
+from sb3_som.persistence import atomic_path, check_model_file
 from sb3_som.policies import (
     SCORE_CRITICS,
     CnnMeanFlowPolicy,
@@ -28,7 +36,7 @@ from sb3_som.policies import (
     q_from_features,
 )
 from sb3_som.score import ESTIMATORS
-from sb3_som.validation import check_choice, check_fraction, check_int, check_positive
+from sb3_som.validation import check_choice, check_fraction, check_int, check_non_negative, check_positive
 
 SelfSOM = TypeVar("SelfSOM", bound="SOM")
 
@@ -39,6 +47,40 @@ NOISE_PATHS = ("linear", "vp")
 # states and uniform actions per state used to measure the spread of Q across actions
 Q_SPREAD_STATES = 32
 Q_SPREAD_ACTIONS = 16
+
+MAX_ALPHA = 1e4
+ALPHA_BOUND_REASON = (
+    " (alpha applies to Q in units of its spread: at 1e4 a proposal a hundredth of that spread below the best already"
+    " weighs e^-100 against it, so a larger alpha adds no greediness the critic can resolve and only drives the logits"
+    " alpha * Q / q_scale and the critic-gradient score, which grow with alpha, toward float32 overflow)"
+)
+# the VP path's mean coefficient at t = 1 is exp(-(beta_min + beta_max) / 4); float32 keeps it normal up to about 349
+MAX_BETA_SUM = 320.0
+# proposals per update (batch_size * n_score_samples), each evaluated by the critic
+MAX_SCORE_PROPOSALS = 2**22
+# the policy's inference settings: they live on the policy, SOM's arguments and attributes of these names reach them
+INFERENCE_SETTINGS = ("n_action_candidates", "sampling_steps")
+# SOM's settings with the check each value gets whenever it is assigned (numbers become Python numbers)
+SETTING_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "alpha": partial(check_positive, maximum=MAX_ALPHA, why=ALPHA_BOUND_REASON),
+    "n_score_samples": partial(check_int, minimum=1),
+    "score_critic": partial(check_choice, choices=SCORE_CRITICS),
+    "score_estimator": partial(check_choice, choices=ESTIMATORS),
+    "q_normalization": partial(check_choice, choices=Q_NORMALIZATIONS),
+    "noise_path": partial(check_choice, choices=NOISE_PATHS),
+    "beta_min": check_positive,
+    "beta_max": check_positive,
+    "time_sampler": partial(check_choice, choices=TIME_SAMPLERS),
+    "mean_flow_fraction": check_fraction,
+    "a0_source": partial(check_choice, choices=A0_SOURCES),
+    "distillation_steps": partial(check_int, minimum=0),
+    "distillation_coef": check_non_negative,
+    "loss_weight_power": check_fraction,
+    "target_update_interval": partial(check_int, minimum=1),
+    "batch_size": partial(check_int, minimum=1),
+    "tau": check_fraction,
+    "gamma": check_fraction,
+}
 
 
 class SOM(OffPolicyAlgorithm):
@@ -67,8 +109,11 @@ class SOM(OffPolicyAlgorithm):
     :param optimize_memory_usage: enable a memory efficient variant of the replay buffer
     :param n_steps: n-step returns for the critic (as in SAC)
     :param alpha: inverse temperature of the target policy ``exp(alpha * Qn)`` on the normalised
-        Q (see ``q_normalization``), > 0; larger is greedier
-    :param n_score_samples: Monte-Carlo proposals per state for the score estimate (K), >= 1
+        Q (see ``q_normalization``), in (0, 1e4]; larger is greedier. Above 1e4 the weights of the K proposals
+        are one-hot for any Q difference the critic resolves, and the logits and the critic-gradient score,
+        which grow with alpha, approach float32 overflow
+    :param n_score_samples: Monte-Carlo proposals per state for the score estimate (K), >= 1; each update
+        evaluates the critic on ``batch_size * n_score_samples`` proposals, at most 2**22 (4,194,304; memory)
     :param score_critic: which critic values the proposals: "first" (the first Q network, as TD3's
         actor; half the critic rows of "min") or "min" (the minimum over the twin critics, as SAC's actor)
     :param score_estimator: how the score of the noised target is estimated from K proposals drawn
@@ -83,7 +128,9 @@ class SOM(OffPolicyAlgorithm):
         error are not trusted), "batch" standardises over all proposals of the batch
     :param noise_path: "linear" (``a_t = (1 - t) a_0 + t e``) or "vp" (variance preserving)
     :param beta_min: ``beta(0)`` of the VP path
-    :param beta_max: ``beta(1)`` of the VP path
+    :param beta_max: ``beta(1)`` of the VP path, > ``beta_min``, with ``beta_min + beta_max <= 320``: the path's
+        mean coefficient at t = 1, ``exp(-(beta_min + beta_max) / 4)``, underflows float32 beyond about 349 and
+        the score estimate, which divides by it, becomes NaN
     :param time_sampler: how ``(r, t)`` is drawn: "logit_normal" (MeanFlow's: two draws of
         logit-normal(-0.4, 1), ``t = max``, ``r = min``) or "uniform" (``t ~ U``, ``r ~ U[0, t]``)
     :param mean_flow_fraction: share of the batch trained with ``r != t`` (the rest learns the
@@ -96,8 +143,11 @@ class SOM(OffPolicyAlgorithm):
     :param distillation_coef: weight of the self-distillation loss
     :param loss_weight_power: power ``p`` of MeanFlow's adaptive loss weight ``1 / (||delta||^2 + c)^p``
     :param n_action_candidates: Best-of-N at inference: N actions per state, the critic's argmax is
-        kept (1 = off: ``predict`` is one actor call and no critic call)
-    :param sampling_steps: MeanFlow steps per action at inference (1 = one network call)
+        kept (1 = off: ``predict`` is one actor call and no critic call), at most 1024 (each ``predict``
+        evaluates the actor and the critic on N rows per state); the policy's setting, changeable at any time
+        (``model.n_action_candidates = 4``, ``SOM.load(path, n_action_candidates=4)``)
+    :param sampling_steps: MeanFlow steps per action at inference (1 = one network call); the actor's setting,
+        changeable as ``n_action_candidates``
     :param target_update_interval: update the target network every ``target_update_interval`` gradient steps
     :param stats_window_size: window size for the rollout logging
     :param tensorboard_log: the log location for tensorboard (if None, no logging)
@@ -163,30 +213,6 @@ class SOM(OffPolicyAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ):
-        check_positive("alpha", alpha)
-        check_int("n_score_samples", n_score_samples, 1)
-        check_choice("score_critic", score_critic, SCORE_CRITICS)
-        check_choice("score_estimator", score_estimator, ESTIMATORS)
-        check_choice("q_normalization", q_normalization, Q_NORMALIZATIONS)
-        check_choice("noise_path", noise_path, NOISE_PATHS)
-        check_positive("beta_min", beta_min)
-        check_positive("beta_max", beta_max)
-        if beta_max <= beta_min:
-            raise ValueError(f"beta_max must be greater than beta_min, got beta_min={beta_min}, beta_max={beta_max}")
-        check_choice("time_sampler", time_sampler, TIME_SAMPLERS)
-        check_fraction("mean_flow_fraction", mean_flow_fraction)
-        check_choice("a0_source", a0_source, A0_SOURCES)
-        check_int("distillation_steps", distillation_steps, 0)
-        if distillation_steps > 0:
-            check_positive("distillation_coef", distillation_coef)
-        check_fraction("loss_weight_power", loss_weight_power)
-        check_int("n_action_candidates", n_action_candidates, 1)
-        check_int("sampling_steps", sampling_steps, 1)
-        check_int("target_update_interval", target_update_interval, 1)
-        check_int("batch_size", batch_size, 1)
-        check_fraction("tau", tau)
-        check_fraction("gamma", gamma)
-
         policy_kwargs = dict(policy_kwargs or {})
         policy_kwargs.setdefault("n_action_candidates", n_action_candidates)
         policy_kwargs.setdefault("sampling_steps", sampling_steps)
@@ -231,8 +257,61 @@ class SOM(OffPolicyAlgorithm):
         self.distillation_coef = distillation_coef
         self.loss_weight_power = loss_weight_power
         self.target_update_interval = target_update_interval
+        self._validate_settings()
         if _init_setup_model:
             self._setup_model()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # a setting is checked whenever it is assigned, at construction or later (``model.alpha = 0.5``)
+        check = SETTING_CHECKS.get(name)
+        super().__setattr__(name, value if check is None else check(name, value))
+
+    def _validate_settings(self) -> None:
+        """Check every setting as at construction; raises ``ValueError`` naming the argument.
+
+        Runs at construction, after ``load`` (whose ``kwargs`` and ``custom_objects`` bypass assignment checks)
+        and at the start of ``learn``, where the checks that relate several settings apply to their current values.
+        """
+        for name in SETTING_CHECKS:
+            setattr(self, name, getattr(self, name))
+        if self.beta_max <= self.beta_min:
+            raise ValueError(f"beta_max must be greater than beta_min, got beta_min={self.beta_min}, beta_max={self.beta_max}")
+        if self.beta_min + self.beta_max > MAX_BETA_SUM:
+            raise ValueError(
+                f"beta_min + beta_max must be <= {MAX_BETA_SUM:g}, got beta_min={self.beta_min}, beta_max={self.beta_max}: "
+                "the VP path's mean coefficient at t = 1, exp(-(beta_min + beta_max) / 4), underflows float32 beyond "
+                "about 349 and the score estimate, which divides by it, becomes NaN"
+            )
+        if self.distillation_steps > 0 and self.distillation_coef == 0:
+            raise ValueError("distillation_coef must be > 0 when distillation_steps > 0 (distillation_steps=0 turns it off)")
+        proposals = self.batch_size * self.n_score_samples
+        if proposals > MAX_SCORE_PROPOSALS:
+            critic_width = sum(get_actor_critic_arch(self.policy_kwargs.get("net_arch") or [256, 256])[1])
+            gib = proposals * (get_action_dim(self.action_space) + critic_width) * 4 / 2**30
+            raise ValueError(
+                f"n_score_samples={self.n_score_samples} with batch_size={self.batch_size} asks the critic for "
+                f"{proposals:,} proposals per update, about {gib:,.3g} GiB of float32 proposals and critic activations; "
+                f"the limit is batch_size * n_score_samples <= {MAX_SCORE_PROPOSALS:,}: "
+                f"use n_score_samples <= {MAX_SCORE_PROPOSALS // self.batch_size} at this batch_size"
+            )
+
+    @property
+    def n_action_candidates(self) -> int:
+        """Best-of-N at inference, the policy's (``model.policy.n_action_candidates``); may be changed at any time."""
+        return self.policy.n_action_candidates
+
+    @n_action_candidates.setter
+    def n_action_candidates(self, value: int) -> None:
+        self.policy.n_action_candidates = value
+
+    @property
+    def sampling_steps(self) -> int:
+        """MeanFlow steps per action at inference, the actor's (``model.actor.sampling_steps``); may be changed at any time."""
+        return self.policy.sampling_steps
+
+    @sampling_steps.setter
+    def sampling_steps(self, value: int) -> None:
+        self.policy.sampling_steps = value
 
     def _setup_model(self) -> None:
         super()._setup_model()
@@ -280,12 +359,19 @@ class SOM(OffPolicyAlgorithm):
         return q_values.std(dim=1).mean() + 1e-6
 
     def _check_finite(self, name: str, loss: th.Tensor) -> float:
-        """The loss as a float; raises before any weight is updated with a non-finite loss."""
+        """The loss as a float; raises before the update that would use a non-finite loss.
+
+        The critic's loss is checked before any update of the gradient step, the actor's after the critic's update.
+        """
         value = loss.item()
         if not np.isfinite(value):
+            if name == "critic_loss":
+                changed = "no weights were updated in this gradient step"
+            else:
+                changed = "the critic was already updated in this gradient step; the actor and the target critic were not"
             hint = "Check the rewards and observations for NaN/inf, or lower the learning rate."
             raise FloatingPointError(
-                f"SOM: {name} is {value} (not finite); training stopped before the update, the weights are unchanged. {hint}"
+                f"SOM: {name} is {value} (not finite); training stopped before the {name} update: {changed}. {hint}"
             )
         return value
 
@@ -384,6 +470,66 @@ class SOM(OffPolicyAlgorithm):
             reset_num_timesteps=reset_num_timesteps,
             progress_bar=progress_bar,
         )
+
+    def _setup_learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        reset_num_timesteps: bool = True,
+        tb_log_name: str = "run",
+        progress_bar: bool = False,
+    ) -> tuple[int, BaseCallback]:
+        self._validate_settings()
+        return super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+
+    def save(
+        self,
+        path: str | pathlib.Path | io.BufferedIOBase,
+        exclude: Iterable[str] | None = None,
+        include: Iterable[str] | None = None,
+    ) -> None:
+        """SB3's ``save``, written to a temporary file in the same directory that then replaces ``path``.
+
+        A failure during the save leaves the file already at ``path`` as it was. The policy's inference settings
+        (``n_action_candidates``, ``sampling_steps``) are saved with their current values.
+        """
+        self.policy_kwargs.update({name: getattr(self.policy, name) for name in INFERENCE_SETTINGS})
+        if isinstance(path, io.BufferedIOBase):
+            super().save(path, exclude, include)
+            return
+        with atomic_path(path, "zip") as temporary:
+            super().save(temporary, exclude, include)
+
+    def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
+        """SB3's ``save_replay_buffer``, written to a temporary file in the same directory that then replaces ``path``."""
+        if isinstance(path, io.BufferedIOBase):
+            super().save_replay_buffer(path)
+            return
+        with atomic_path(path, "pkl") as temporary:
+            super().save_replay_buffer(temporary)
+
+    @classmethod
+    def load(
+        cls: type[SelfSOM],
+        path: str | pathlib.Path | io.BufferedIOBase,
+        env: GymEnv | None = None,
+        device: th.device | str = "auto",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs: Any,
+    ) -> SelfSOM:
+        """SB3's ``load``, with SOM's checks: the file must hold a complete SOM model (another algorithm's file or
+        a truncated one raises ``ValueError`` naming it), settings given as ``kwargs`` or ``custom_objects`` are
+        checked as at construction, and ``n_action_candidates`` / ``sampling_steps`` set the loaded policy's.
+        """
+        check_model_file(path, MeanFlowPolicy, custom_objects)
+        inference_settings = {name: kwargs.pop(name) for name in INFERENCE_SETTINGS if name in kwargs}
+        model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        model._validate_settings()
+        for name, value in inference_settings.items():
+            setattr(model, name, value)
+        return model
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "actor", "critic", "critic_target"]

@@ -1,27 +1,79 @@
-"""Argument checks that raise ``ValueError`` naming the argument."""
+"""Argument checks that raise ``ValueError`` naming the argument.
+
+Numbers of any numeric type are accepted (Python's, numpy's: anything registered as ``numbers.Integral`` or
+``numbers.Real``), except ``bool``; each check returns the value as a plain Python ``int`` or ``float``, so
+that settings are stored, saved and logged as Python numbers.
+"""
 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+from gymnasium import spaces
 
-def check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_int(name: str, value: Any, minimum: int, maximum: int | None = None, why: str = "") -> int:
+    """``value`` as an ``int`` in ``[minimum, maximum]``; ``why`` explains the maximum in the error."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or int(value) < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if maximum is not None and int(value) > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value!r}{why}")
+    return int(value)
 
 
-def check_positive(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+def check_positive(name: str, value: Any, maximum: float | None = None, why: str = "") -> float:
+    """``value`` as a ``float`` in ``(0, maximum]``; ``why`` explains the maximum in the error."""
+    if not _is_real(value) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum:g}, got {value!r}{why}")
+    return float(value)
 
 
-def check_fraction(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+def check_non_negative(name: str, value: Any) -> float:
+    """``value`` as a finite ``float`` >= 0."""
+    if not _is_real(value) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def check_fraction(name: str, value: Any) -> float:
+    """``value`` as a ``float`` in ``[0, 1]``."""
+    if not _is_real(value) or not 0 <= value <= 1:
         raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+    return float(value)
 
 
-def check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
-    if value not in choices:
+def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    """``value`` if it is one of ``choices``."""
+    if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+def check_action_box(action_space: spaces.Box) -> None:
+    """Refuse a Box whose bounds are not finite or that has ``low == high`` (or ``low > high``) in a dimension.
+
+    Actions are produced in ``[-1, 1]^d`` and rescaled to ``[low, high]``, which needs finite bounds and a
+    non-empty interval in every dimension (SB3 divides by ``high - low``).
+    """
+    low, high = np.asarray(action_space.low, dtype=np.float64).ravel(), np.asarray(action_space.high, dtype=np.float64).ravel()
+    for dim in range(low.size):
+        if not (math.isfinite(low[dim]) and math.isfinite(high[dim])):
+            raise ValueError(
+                f"SOM needs finite action bounds; action dimension {dim} has low={low[dim]}, high={high[dim]}. "
+                "Give the Box finite bounds (or rescale the actions with a wrapper)."
+            )
+        if not low[dim] < high[dim]:
+            raise ValueError(
+                f"SOM needs low < high in every action dimension; action dimension {dim} has low={low[dim]}, "
+                f"high={high[dim]}. Remove a constant dimension from the action space (for instance with a wrapper)."
+            )

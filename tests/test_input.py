@@ -1,0 +1,322 @@
+"""Every input a user can give gets SAC's behaviour or a clear error: numbers, settings, observations, files."""
+
+from __future__ import annotations
+
+import math
+import zipfile
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+from stable_baselines3 import SAC
+from stable_baselines3.common import save_util
+
+from sb3_som import SOM, MlpMeanFlowPolicy
+from sb3_som.paths import T_EPS, make_path
+
+TINY = dict(learning_starts=30, batch_size=16, n_score_samples=4, distillation_steps=2, policy_kwargs=dict(net_arch=[16]))
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("saved") / "som.zip"
+    SOM("MlpPolicy", "Pendulum-v1", **TINY, seed=0).save(path)
+    return path
+
+
+class NanObservationEnv(gym.Env):
+    """Pendulum-shaped task whose observation turns NaN at step ``nan_step``; records the actions it receives."""
+
+    def __init__(self, nan_step: int):
+        self.observation_space = spaces.Box(-1.0, 1.0, (3,), dtype=np.float32)
+        self.action_space = spaces.Box(-2.0, 2.0, (1,), dtype=np.float32)
+        self.nan_step = nan_step
+        self.steps = 0
+        self.actions: list[np.ndarray] = []
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(3, dtype=np.float32), {}
+
+    def step(self, action):
+        self.actions.append(np.array(action))
+        self.steps += 1
+        observation = np.full(3, np.nan if self.steps >= self.nan_step else 0.1, dtype=np.float32)
+        return observation, 0.0, False, False, {}
+
+
+class BoxEnv(gym.Env):
+    """A one-step task with the given action bounds."""
+
+    def __init__(self, low: list[float], high: list[float]):
+        self.observation_space = spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
+        self.action_space = spaces.Box(np.array(low, dtype=np.float32), np.array(high, dtype=np.float32))
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(2, dtype=np.float32), {}
+
+    def step(self, action):
+        return np.zeros(2, dtype=np.float32), 0.0, True, False, {}
+
+
+# numbers
+
+
+def test_numpy_numbers_are_accepted_and_stored_as_python_numbers(tmp_path):
+    numpy_settings = dict(
+        n_score_samples=np.int64(4),
+        alpha=np.float32(2.0),
+        batch_size=np.int64(16),
+        gamma=np.float32(0.99),
+        tau=np.float32(0.005),
+        target_update_interval=np.int32(1),
+        beta_max=np.float64(30.0),
+        mean_flow_fraction=np.float32(0.5),
+        distillation_steps=np.int64(2),
+        n_action_candidates=np.int64(2),
+        sampling_steps=np.int32(2),
+    )
+    model = SOM("MlpPolicy", "Pendulum-v1", learning_starts=30, policy_kwargs=dict(net_arch=[16]), **numpy_settings)
+    for name, value in numpy_settings.items():
+        stored = getattr(model, name)
+        assert type(stored) is type(value.item()) and stored == value.item(), name
+    model.learn(40)
+    model.alpha = np.float64(3.0)
+    assert type(model.alpha) is float
+    model.save(tmp_path / "som")
+    assert SOM.load(tmp_path / "som").n_action_candidates == 2
+
+
+@pytest.mark.parametrize("name, value", [("n_score_samples", True), ("alpha", "1.0"), ("batch_size", np.float64(64.0))])
+def test_bools_strings_and_floats_for_integer_settings_are_refused(name, value):
+    with pytest.raises(ValueError, match=name):
+        SOM("MlpPolicy", "Pendulum-v1", **{name: value})
+
+
+# settings after construction and at load
+
+
+def test_settings_assigned_after_construction_are_checked_at_once():
+    model = SOM("MlpPolicy", "Pendulum-v1", **TINY)
+    for name, value in [("alpha", -1.0), ("n_score_samples", 0), ("gamma", 1.5), ("noise_path", "cosine")]:
+        with pytest.raises(ValueError, match=name):
+            setattr(model, name, value)
+    with pytest.raises(ValueError, match="n_action_candidates"):
+        model.n_action_candidates = 0
+    with pytest.raises(ValueError, match="sampling_steps"):
+        model.policy.sampling_steps = 0
+    assert (model.alpha, model.n_score_samples, model.n_action_candidates, model.sampling_steps) == (10.0, 4, 1, 1)
+
+
+def test_settings_that_relate_to_each_other_are_checked_before_the_first_update():
+    model = SOM("MlpPolicy", "Pendulum-v1", **TINY)
+    model.beta_min = 25.0  # above beta_max (20): checked with beta_max at learn
+    with pytest.raises(ValueError, match="beta_max"):
+        model.learn(60)
+    assert model.num_timesteps == 0 and model._n_updates == 0
+    model.beta_min, model.n_score_samples = 0.1, 10**6  # batch_size 16 x 10^6 proposals
+    with pytest.raises(ValueError, match="n_score_samples"):
+        model.learn(60)
+
+
+@pytest.mark.parametrize(
+    "load_kwargs, name",
+    [
+        (dict(alpha=-1.0), "alpha"),
+        (dict(n_score_samples=0), "n_score_samples"),
+        (dict(custom_objects=dict(alpha=-1.0)), "alpha"),
+        (dict(custom_objects=dict(score_estimator="tweedie")), "score_estimator"),
+        (dict(alpha=1e6), "alpha"),
+        (dict(n_action_candidates=0), "n_action_candidates"),
+    ],
+)
+def test_load_checks_settings_as_at_construction(saved_model, load_kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        SOM.load(saved_model, **load_kwargs)
+
+
+def test_load_sets_the_policy_inference_settings_and_save_keeps_them(saved_model, tmp_path):
+    model = SOM.load(saved_model, n_action_candidates=4, sampling_steps=3, alpha=np.float32(2.0))
+    assert (model.policy.n_action_candidates, model.actor.sampling_steps, model.alpha) == (4, 3, 2.0)
+    observations = np.random.default_rng(0).uniform(-1, 1, (8, 3)).astype(np.float32)
+    actions, _ = model.predict(observations, deterministic=True)
+    model.save(tmp_path / "again")
+    reloaded = SOM.load(tmp_path / "again")
+    assert (reloaded.n_action_candidates, reloaded.sampling_steps) == (4, 3)
+    np.testing.assert_array_equal(reloaded.predict(observations, deterministic=True)[0], actions)
+
+
+def test_best_of_n_changed_on_the_policy_predicts_a_batch():
+    model = SOM("MlpPolicy", "Pendulum-v1", **TINY, seed=0)
+    observations = np.random.default_rng(0).uniform(-1, 1, (64, 3)).astype(np.float32)
+    model.policy.n_action_candidates = 4
+    first, _ = model.predict(observations, deterministic=True)
+    second, _ = model.predict(observations, deterministic=True)
+    assert first.shape == (64, 1)
+    np.testing.assert_array_equal(first, second)
+    model.policy.n_action_candidates = 1
+    one_step, _ = model.predict(observations, deterministic=True)
+    np.testing.assert_array_equal(one_step, model.predict(observations, deterministic=True)[0])
+
+
+# observations
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_observations_are_refused_at_predict(bad):
+    model = SOM("MlpPolicy", "Pendulum-v1", **TINY)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        model.predict(np.array([bad, 0.0, 0.0], dtype=np.float32))
+    model.n_action_candidates = 3
+    with pytest.raises(ValueError, match="NaN or inf"):
+        model.predict(np.array([[0.0, bad, 0.0]], dtype=np.float32), deterministic=True)
+
+
+def test_a_nan_observation_during_training_stops_before_an_action_reaches_the_env():
+    env = NanObservationEnv(nan_step=40)
+    model = SOM("MlpPolicy", env, **TINY, seed=0)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        model.learn(80)
+    assert len(env.actions) == 40 and all(np.isfinite(action).all() for action in env.actions)
+
+
+# upper bounds and the action box
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(alpha=1e30), r"alpha must be <= 10000.*overflow"),
+        (dict(alpha=math.inf), "alpha"),
+        (dict(n_action_candidates=10**12), r"n_action_candidates must be <= 1024"),
+        (dict(n_score_samples=10**12), r"n_score_samples=1000000000000 with batch_size=256 .* GiB"),
+        (dict(batch_size=2**20, n_score_samples=16), r"n_score_samples <= 4 at this batch_size"),
+        (dict(noise_path="vp", beta_max=500.0), r"beta_min \+ beta_max must be <= 320"),
+    ],
+)
+def test_sizes_and_scales_beyond_their_bounds_are_refused_at_construction(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SOM("MlpPolicy", "Pendulum-v1", **kwargs)
+
+
+def test_the_vp_bound_is_where_the_paths_mean_coefficient_stays_a_normal_float32():
+    t = th.tensor([[1.0 - T_EPS]])
+    assert make_path("vp", 0.1, 319.9).mean_coef(t).item() > np.finfo(np.float32).tiny
+    assert make_path("vp", 0.1, 500.0).mean_coef(t).item() == 0.0  # the division in the score estimate gives NaN
+    SOM("MlpPolicy", "Pendulum-v1", noise_path="vp", beta_max=319.9, alpha=1e4)  # the bounds are accepted
+
+
+def test_a_degenerate_action_box_is_refused_naming_the_dimension():
+    with pytest.raises(ValueError, match=r"action dimension 1 has low=1\.0, high=1\.0"):
+        SOM("MlpPolicy", BoxEnv([0.0, 1.0], [1.0, 1.0]))
+
+
+def test_an_unbounded_action_box_is_refused():
+    with pytest.raises(AssertionError, match="finite lower and upper bound"):  # SB3's check, before the policy's
+        SOM("MlpPolicy", BoxEnv([-np.inf, 0.0], [1.0, 1.0]))
+    box = spaces.Box(np.array([-1.0, 0.0], dtype=np.float32), np.array([1.0, np.inf], dtype=np.float32))
+    with pytest.raises(ValueError, match="finite action bounds; action dimension 1"):
+        MlpMeanFlowPolicy(spaces.Box(-1.0, 1.0, (2,)), box, lambda _: 1e-3)
+
+
+# files
+
+
+def test_a_failed_save_leaves_the_previous_model_file_loadable(monkeypatch, tmp_path):
+    model = SOM("MlpPolicy", "Pendulum-v1", **TINY, seed=0)
+    model.save(tmp_path / "som")
+    good = (tmp_path / "som.zip").read_bytes()
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(save_util.th, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        model.save(tmp_path / "som")
+    monkeypatch.undo()
+    assert (tmp_path / "som.zip").read_bytes() == good
+    assert [path.name for path in tmp_path.iterdir()] == ["som.zip"]
+    SOM.load(tmp_path / "som")
+
+
+def test_a_failed_replay_buffer_save_leaves_the_previous_file_loadable(monkeypatch, tmp_path):
+    model = SOM("MlpPolicy", "Pendulum-v1", **TINY, buffer_size=100, seed=0)
+    model.learn(20)
+    model.save_replay_buffer(tmp_path / "buffer")
+
+    def crash(obj, file, *args, **kwargs):
+        file.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(save_util.pickle, "dump", crash)
+    with pytest.raises(OSError, match="disk full"):
+        model.save_replay_buffer(tmp_path / "buffer")
+    monkeypatch.undo()
+    assert [path.name for path in tmp_path.iterdir()] == ["buffer.pkl"]
+    model.load_replay_buffer(tmp_path / "buffer")
+    assert model.replay_buffer.size() == 20
+
+
+def test_loading_another_algorithms_file_names_that_algorithm(tmp_path):
+    SAC("MlpPolicy", "Pendulum-v1", buffer_size=100, policy_kwargs=dict(net_arch=[8])).save(tmp_path / "sac")
+    with pytest.raises(ValueError, match=r"sac.zip holds a SAC model .* use SAC.load"):
+        SOM.load(tmp_path / "sac")
+
+
+def _rewrite_zip(source: Path, target: Path, change) -> None:
+    """Copy the zip ``source`` to ``target`` with ``change(name, data) -> bytes | None`` (None drops the member)."""
+    with zipfile.ZipFile(source) as archive, zipfile.ZipFile(target, "w") as copy:
+        for name in archive.namelist():
+            data = change(name, archive.read(name))
+            if data is not None:
+                copy.writestr(name, data)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("truncated", "not a zip archive"),
+        ("cut in half", r"not a complete saved model .* \['data', 'policy.pth'\] missing"),
+        ("flipped bytes", "fails its CRC check"),
+        ("no policy", r"\['policy.pth'\] missing"),
+        ("truncated member", r"\['policy.pth'\] truncated"),
+        ("empty member", r"\['critic.optimizer.pth'\] truncated"),
+        ("data not json", "'data' member is not JSON"),
+    ],
+)
+def test_truncated_or_damaged_files_are_refused_naming_the_file(saved_model, tmp_path, damage, message):
+    content = saved_model.read_bytes()
+    damaged = tmp_path / "damaged.zip"
+    if damage == "truncated":
+        damaged.write_bytes(content[:100])
+    elif damage == "cut in half":  # zipfile then finds the directory of the torch file inside
+        damaged.write_bytes(content[: len(content) // 2])
+    elif damage == "flipped bytes":
+        with zipfile.ZipFile(saved_model) as archive:
+            offset = archive.getinfo("policy.pth").header_offset + 200
+        damaged.write_bytes(content[:offset] + bytes(255 - b for b in content[offset : offset + 16]) + content[offset + 16 :])
+    else:
+        change = {
+            "no policy": lambda name, data: None if name == "policy.pth" else data,
+            "truncated member": lambda name, data: data[: len(data) // 2] if name == "policy.pth" else data,
+            "empty member": lambda name, data: b"" if name == "critic.optimizer.pth" else data,
+            "data not json": lambda name, data: data[:-10] if name == "data" else data,
+        }[damage]
+        _rewrite_zip(saved_model, damaged, change)
+    with pytest.raises(ValueError, match=message) as error:
+        SOM.load(damaged)
+    assert "damaged.zip" in str(error.value)
+
+
+def test_non_finite_loss_messages_say_which_weights_changed():
+    model = SOM("MlpPolicy", "Pendulum-v1", **TINY)
+    with pytest.raises(FloatingPointError, match=r"critic_loss .* no weights were updated in this gradient step"):
+        model._check_finite("critic_loss", th.tensor(float("nan")))
+    with pytest.raises(FloatingPointError) as error:
+        model._check_finite("actor_loss", th.tensor(float("inf")))
+    assert "the critic was already updated in this gradient step" in str(error.value)
+    assert "unchanged" not in str(error.value)
