@@ -1,8 +1,9 @@
-"""Every input a user can give gets SAC's behaviour or a clear error: numbers, settings, observations, files."""
+"""Every input a user can give gets SAC's behaviour or a clear error: numbers, settings, observations, files, CLI."""
 
 from __future__ import annotations
 
 import math
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from stable_baselines3 import SAC
 from stable_baselines3.common import save_util
 
 from sb3_som import SOM, MlpMeanFlowPolicy
+from sb3_som.__main__ import main
 from sb3_som.paths import T_EPS, make_path
 
 TINY = dict(learning_starts=30, batch_size=16, n_score_samples=4, distillation_steps=2, policy_kwargs=dict(net_arch=[16]))
@@ -320,3 +322,32 @@ def test_non_finite_loss_messages_say_which_weights_changed():
         model._check_finite("actor_loss", th.tensor(float("inf")))
     assert "the critic was already updated in this gradient step" in str(error.value)
     assert "unchanged" not in str(error.value)
+
+
+# command line
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--timesteps", "-5"], "argument --timesteps: must be an integer >= 1, got -5"),
+        (["--eval-episodes", "0"], "argument --eval-episodes: must be an integer >= 1, got 0"),
+        (["--env", "CartPole-v1"], "--env CartPole-v1: SOM needs a continuous (Box) action space"),
+    ],
+)
+def test_cli_refuses_bad_arguments_in_one_line(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error
+    assert error.strip().splitlines()[-1].startswith("python -m sb3_som: error:")
+
+
+def test_cli_evaluates_on_a_monitored_env_without_warnings(capsys, tmp_path):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        main(["--timesteps", "20", "--eval-episodes", "1", "--no-progress-bar", "--save", str(tmp_path / "quick")])
+    assert "over 1 episodes" in capsys.readouterr().out
+    assert (tmp_path / "quick.zip").exists()
+    assert not [warning for warning in caught if "Monitor" in str(warning.message)]
