@@ -26,8 +26,13 @@ from multiprocessing import Pool
 import torch as th
 
 from sb3_som.envs import multi_goal_mixture
-from sb3_som.fidelity import energy_distance, make_stateless_actor, sample_stateless, train_on_fixed_target
-from sb3_som.objective import FlowTargetConfig
+from sb3_som.fidelity import (
+    default_flow_config,
+    energy_distance,
+    make_stateless_actor,
+    sample_stateless,
+    train_on_fixed_target,
+)
 from sb3_som.paths import make_path
 from sb3_som.targets import GaussianTarget
 
@@ -46,7 +51,7 @@ def run(job: tuple[str, str, float, float, int, int, int, bool]) -> dict:
         target = multi_goal_mixture()
         exact = target.sample(N_SAMPLES, generator)
     actor = make_stateless_actor(2, [256, 256])
-    config = FlowTargetConfig(
+    config = default_flow_config(
         alpha=1.0,
         time_sampler=sampler,
         mean_flow_fraction=fraction,

@@ -39,7 +39,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "no_distillation": dict(distillation_steps=0),
     "distillation_coef3": dict(distillation_coef=3.0),
     "posterior": dict(score_estimator="posterior"),
-    "gradient": dict(score_estimator="gradient"),
     "vp": dict(noise_path="vp"),
     "k8": dict(n_score_samples=8),
     "k32": dict(n_score_samples=32),
@@ -48,7 +47,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "k32_min_critic": dict(n_score_samples=32, score_critic="min"),
     "fraction0": dict(mean_flow_fraction=0.0),
     "fraction1": dict(mean_flow_fraction=1.0),
-    "unit_score": dict(score_normalization=1.0),
     "sac": {},
 }
 

@@ -27,7 +27,7 @@ from stable_baselines3 import SAC
 from sb3_som import SOM
 from sb3_som.paths import sample_r_t
 from sb3_som.policies import proposal_q_function
-from sb3_som.score import estimate_velocity
+from sb3_som.score import FACE_MARGIN, estimate_velocity
 
 NET = dict(net_arch=[256, 256])
 
@@ -81,15 +81,16 @@ def score_gflops(som: SOM, batch: int, repeats: int, device: str) -> None:
         features = som.critic.extract_features(observations, som.critic.features_extractor)
     a_t = 2 * th.rand(batch, som.actor.action_dim, device=som.device) - 1
     _, t = sample_r_t(batch, config.time_sampler, config.mean_flow_fraction, device=som.device)
-    switch = som.flow_path.hybrid_switch_time if config.hybrid_switch_time is None else config.hybrid_switch_time
-    gradient_rows = {"gradient": batch, "posterior": 0}.get(config.score_estimator, int((t < switch).sum()))
+    path = som.flow_path
+    m_t, proposal_std = path.mean_coef(t), path.std(t) / path.mean_coef(t)
+    may_take_gradient = (1 - (a_t / m_t).abs() >= FACE_MARGIN * proposal_std).any(dim=-1)  # as estimate_velocity decides
+    gradient_rows = int(may_take_gradient.sum()) if config.score_estimator == "hybrid" else 0
     critics = 1 if som.score_critic == "first" else len(som.critic.q_networks)
     flops = critic_row_flops(som) * critics * config.n_score_samples * (batch + gradient_rows)
     q_function = proposal_q_function(som.critic, features, som.score_critic)
 
     def estimate() -> None:
-        estimate_velocity(som.flow_path, a_t, t, q_function, config.alpha, config.n_score_samples,
-                          config.score_estimator, config.proposal, switch)  # fmt: skip
+        estimate_velocity(path, a_t, t, q_function, config.alpha, config.n_score_samples, config.score_estimator)
 
     seconds = median_seconds(estimate, repeats, 10, device)
     rows = batch * config.n_score_samples
@@ -177,9 +178,9 @@ def main() -> None:
     if args.skip_sweep:
         return
     print("\n## SOM gradient step by n_score_samples and estimator (ms; ratio to SAC's step)\n")
-    print("| K | gradient | posterior | hybrid |\n|---|---|---|---|")
+    print("| K | posterior | hybrid |\n|---|---|---|")
     for k in (8, 16, 32, 64, 128):
-        estimators = ("gradient", "posterior", "hybrid")
+        estimators = ("posterior", "hybrid")
         cells = [step_cell(som, args, t_sac, n_score_samples=k, score_estimator=e) for e in estimators]
         print(f"| {k} | " + " | ".join(cells) + " |")
 

@@ -7,6 +7,10 @@ k-step sampler does? Used by the tests and by ``benchmarks/``.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+from typing import Any
+
 import numpy as np
 import torch as th
 from gymnasium import spaces
@@ -15,6 +19,14 @@ from sb3_som.objective import FlowTargetConfig, actor_losses
 from sb3_som.paths import LinearPath, NoisePath
 from sb3_som.policies import MeanFlowActor
 from sb3_som.score import QFunction
+from sb3_som.som import SOM
+
+
+def default_flow_config(**overrides: Any) -> FlowTargetConfig:
+    """The actor objective's settings at SOM's constructor defaults, with ``overrides`` applied."""
+    fields = {field.name for field in dataclasses.fields(FlowTargetConfig)}
+    defaults = {name: p.default for name, p in inspect.signature(SOM.__init__).parameters.items() if name in fields}
+    return FlowTargetConfig(**{**defaults, **overrides})
 
 
 def make_stateless_actor(action_dim: int, net_arch: list[int], time_frequencies: int = 5) -> MeanFlowActor:
@@ -84,7 +96,7 @@ def fit_and_sample(
     """
     th.manual_seed(seed)
     actor = make_stateless_actor(2, [256, 256])
-    train_on_fixed_target(actor, q_function, LinearPath(), config or FlowTargetConfig(alpha=1.0), iterations)
+    train_on_fixed_target(actor, q_function, LinearPath(), config or default_flow_config(alpha=1.0), iterations)
     generator = th.Generator().manual_seed(seed + 1)
     noise_state = generator.get_state()
     one_step = sample_stateless(actor, n_samples, 1, generator)

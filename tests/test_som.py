@@ -12,6 +12,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from sb3_som import SOM, MlpMeanFlowPolicy
 from sb3_som.meanflow import sample_actions
 from sb3_som.policies import MeanFlowActor, proposal_q_function
+from sb3_som.score import estimate_velocity
 
 SMALL = dict(
     learning_starts=50,
@@ -58,8 +59,7 @@ def test_public_api_and_sac_like_attributes():
         (dict(n_score_samples=0), "n_score_samples"),
         (dict(score_estimator="tweedie"), "score_estimator"),
         (dict(score_critic="mean"), "score_critic"),
-        (dict(proposal="reflect"), "proposal"),
-        (dict(score_normalization=-1.0), "score_normalization"),
+        (dict(score_estimator="gradient"), "score_estimator"),
         (dict(q_normalization="global"), "q_normalization"),
         (dict(noise_path="cosine"), "noise_path"),
         (dict(noise_path="vp", beta_min=5.0, beta_max=1.0), "beta_max"),
@@ -69,7 +69,6 @@ def test_public_api_and_sac_like_attributes():
         (dict(distillation_steps=-1), "distillation_steps"),
         (dict(n_action_candidates=0), "n_action_candidates"),
         (dict(sampling_steps=0), "sampling_steps"),
-        (dict(hybrid_switch_time=2.0), "hybrid_switch_time"),
         (dict(tau=1.5), "tau"),
         (dict(batch_size=0), "batch_size"),
     ],
@@ -182,21 +181,27 @@ def test_non_finite_loss_stops_training_and_leaves_weights_unchanged():
     assert all(th.equal(before[k], after[k]) for k in before)
 
 
-def test_non_finite_actor_loss_names_the_score_options_that_can_diverge():
-    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, score_estimator="gradient", seed=0)
-    with pytest.raises(FloatingPointError, match=r"actor_loss.*score_estimator='gradient'"):
-        model._check_finite("actor_loss", th.tensor(float("nan")))
-    with pytest.raises(FloatingPointError, match=r"lower the learning rate\.$"):
-        SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL)._check_finite("actor_loss", th.tensor(float("inf")))
+def test_settings_assigned_after_construction_take_effect_at_the_next_update(monkeypatch):
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, seed=0)
+    model.learn(60)
+    seen = {}
+
+    def spy(*args, **kwargs):
+        seen.update(alpha=kwargs["alpha"], n_samples=kwargs["n_samples"], estimator=kwargs["estimator"])
+        return estimate_velocity(*args, **kwargs)
+
+    monkeypatch.setattr("sb3_som.objective.estimate_velocity", spy)
+    model.alpha, model.n_score_samples, model.score_estimator = 0.5, 2, "posterior"
+    model.train(gradient_steps=1, batch_size=16)
+    assert seen == dict(alpha=0.5, n_samples=2, estimator="posterior")
 
 
 @pytest.mark.parametrize(
     "overrides",
     [
-        dict(score_estimator="gradient", proposal="gaussian"),
-        dict(score_estimator="posterior", proposal="clip", q_normalization="batch"),
+        dict(score_estimator="posterior", q_normalization="batch"),
         dict(noise_path="vp", time_sampler="uniform", a0_source="buffer", distillation_steps=0),
-        dict(score_normalization=1.0, loss_weight_power=0.5),
+        dict(time_sampler="logit_normal", loss_weight_power=1.0),
         dict(score_critic="min", n_score_samples=32),
     ],
 )
