@@ -1,0 +1,116 @@
+"""What sets SOM's Q scale over training, with and without reward noise.
+
+Trains SOM (its ``som.yml`` Pendulum-v1 entry, which is the package defaults) on Pendulum-v1 whose reward
+carries Gaussian noise of standard deviation ``--reward-noise`` (0: the plain task), and records, every
+``--every`` steps, the mean over the updates since the last record of
+
+- ``spread``: the first critic's standard deviation of Q across 16 uniform actions, averaged over 32 states
+  (what ``q_normalization="state"`` divides by);
+- ``td_rms``: the first critic's RMS TD error on the batch (the Q scale's floor);
+- ``q_scale``: the Q scale used, ``max(spread, td_rms)``;
+- ``disagreement``: the RMS over the same states and actions of ``(Q1 - Q2) / sqrt(2)``, the twin critics'
+  disagreement;
+- ``difference_disagreement``: the standard deviation across actions of ``(Q1 - Q2) / sqrt(2)``, averaged
+  over states (the disagreement about differences between actions),
+
+and the deterministic evaluation return on the noise-free task (10 episodes).
+
+    python benchmarks/q_scale_diagnosis.py --reward-noise 2.0 --seed 0 --timesteps 10000 --out diag.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections import defaultdict
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.monitor import Monitor
+
+from sb3_som import SOM
+from sb3_som.policies import q_from_features
+from sb3_som.som import Q_SPREAD_ACTIONS, Q_SPREAD_STATES
+
+
+class RewardNoise(gym.Wrapper):
+    """Adds N(0, sigma^2) to every reward."""
+
+    def __init__(self, env: gym.Env, sigma: float, seed: int):
+        super().__init__(env)
+        self.sigma = sigma
+        self.rng = np.random.default_rng(seed)
+
+    def step(self, action):
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        return observation, float(reward) + self.sigma * self.rng.standard_normal(), terminated, truncated, info
+
+
+def instrument(model: SOM, sums: dict[str, float]) -> None:
+    """Wrap ``model._q_scale`` so that each update adds its components to ``sums``."""
+    q_scale = model._q_scale
+
+    def recorded(critic_features: th.Tensor, td_error_rms: th.Tensor) -> th.Tensor:
+        value = q_scale(critic_features, td_error_rms)
+        features = critic_features[:Q_SPREAD_STATES]
+        actions = 2 * th.rand(features.shape[0], Q_SPREAD_ACTIONS, model.actor.action_dim) - 1
+        features = features.unsqueeze(1).expand(-1, Q_SPREAD_ACTIONS, -1)
+        q1 = q_from_features(model.critic, features, actions, "first").squeeze(-1)
+        q2 = model.critic.q_networks[1](th.cat([features, actions], -1).reshape(-1, features.shape[-1] + actions.shape[-1]))
+        difference = (q1 - q2.view_as(q1)) / math.sqrt(2)
+        for key, number in (
+            ("spread", q1.std(dim=1).mean()),
+            ("td_rms", td_error_rms),
+            ("q_scale", value),
+            ("disagreement", difference.pow(2).mean().sqrt()),
+            ("difference_disagreement", difference.std(dim=1).mean()),
+        ):
+            sums[key] += float(number)
+        sums["updates"] += 1
+        return value
+
+    model._q_scale = recorded  # type: ignore[method-assign]
+
+
+class Record(BaseCallback):
+    def __init__(self, sums: dict[str, float], every: int, out: str, record: dict):
+        super().__init__()
+        self.sums, self.every, self.out, self.record = sums, every, out, record
+        self.eval_env = Monitor(gym.make("Pendulum-v1"))
+        self.eval_env.reset(seed=10_000 + record["seed"])
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps % self.every == 0 and self.sums["updates"] > 0:
+            returns, _ = evaluate_policy(self.model, self.eval_env, 10, return_episode_rewards=True)
+            means = {key: value / self.sums["updates"] for key, value in self.sums.items() if key != "updates"}
+            row = dict(self.record, timesteps=self.num_timesteps, mean_return=float(np.mean(returns)), **means)
+            with open(self.out, "a") as file:
+                file.write(json.dumps(row) + "\n")
+            self.sums.clear()
+            self.sums["updates"] = 0
+        return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reward-noise", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timesteps", type=int, default=10_000)
+    parser.add_argument("--every", type=int, default=1000)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    th.set_num_threads(1)
+    env = RewardNoise(gym.make("Pendulum-v1"), args.reward_noise, args.seed)
+    model = SOM("MlpMeanFlowPolicy", env, seed=args.seed)
+    sums: dict[str, float] = defaultdict(float)
+    instrument(model, sums)
+    record = dict(env="Pendulum-v1", reward_noise=args.reward_noise, seed=args.seed)
+    model.learn(args.timesteps, callback=Record(sums, args.every, args.out, record))
+
+
+if __name__ == "__main__":
+    main()
