@@ -7,13 +7,16 @@ carries Gaussian noise of standard deviation ``--reward-noise`` (0: the plain ta
 - ``spread``: the first critic's standard deviation of Q across 16 uniform actions, averaged over 32 states
   (what ``q_normalization="state"`` divides by);
 - ``td_rms``: the first critic's RMS TD error on the batch (the Q scale's floor);
-- ``q_scale``: the Q scale used, ``max(spread, td_rms)``;
+- ``q_scale``: the Q scale used, ``max(spread, floor)`` (``--floor`` below);
 - ``disagreement``: the RMS over the same states and actions of ``(Q1 - Q2) / sqrt(2)``, the twin critics'
   disagreement;
 - ``difference_disagreement``: the standard deviation across actions of ``(Q1 - Q2) / sqrt(2)``, averaged
   over states (the disagreement about differences between actions),
 
-and the deterministic evaluation return on the noise-free task (10 episodes).
+and the deterministic evaluation return on the noise-free task (10 episodes). ``--floor`` replaces the Q
+scale's floor for the run: ``td`` (``td_rms``, the package's), ``disagreement``
+(``difference_disagreement``) or ``alpha-disagreement`` (``alpha * difference_disagreement``: the target
+weighs two actions by at most ``exp(difference / disagreement)``).
 
     python benchmarks/q_scale_diagnosis.py --reward-noise 2.0 --seed 0 --timesteps 10000 --out diag.jsonl
 """
@@ -50,24 +53,29 @@ class RewardNoise(gym.Wrapper):
         return observation, float(reward) + self.sigma * self.rng.standard_normal(), terminated, truncated, info
 
 
-def instrument(model: SOM, sums: dict[str, float]) -> None:
-    """Wrap ``model._q_scale`` so that each update adds its components to ``sums``."""
-    q_scale = model._q_scale
+def instrument(model: SOM, sums: dict[str, float], floor: str) -> None:
+    """Wrap ``model._q_scale`` so that each update adds its components to ``sums`` (and uses ``floor``)."""
 
     def recorded(critic_features: th.Tensor, td_error_rms: th.Tensor) -> th.Tensor:
-        value = q_scale(critic_features, td_error_rms)
         features = critic_features[:Q_SPREAD_STATES]
         actions = 2 * th.rand(features.shape[0], Q_SPREAD_ACTIONS, model.actor.action_dim) - 1
         features = features.unsqueeze(1).expand(-1, Q_SPREAD_ACTIONS, -1)
         q1 = q_from_features(model.critic, features, actions, "first").squeeze(-1)
         q2 = model.critic.q_networks[1](th.cat([features, actions], -1).reshape(-1, features.shape[-1] + actions.shape[-1]))
         difference = (q1 - q2.view_as(q1)) / math.sqrt(2)
+        difference_disagreement = difference.std(dim=1).mean().detach()
+        spread = q1.std(dim=1).mean().detach()
+        if floor == "td":
+            value = th.maximum(spread, td_error_rms)
+        else:
+            factor = model.alpha if floor == "alpha-disagreement" else 1.0
+            value = th.maximum(spread, factor * difference_disagreement)
         for key, number in (
-            ("spread", q1.std(dim=1).mean()),
+            ("spread", spread),
             ("td_rms", td_error_rms),
             ("q_scale", value),
             ("disagreement", difference.pow(2).mean().sqrt()),
-            ("difference_disagreement", difference.std(dim=1).mean()),
+            ("difference_disagreement", difference_disagreement),
         ):
             sums[key] += float(number)
         sums["updates"] += 1
@@ -101,14 +109,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timesteps", type=int, default=10_000)
     parser.add_argument("--every", type=int, default=1000)
+    parser.add_argument("--floor", choices=["td", "disagreement", "alpha-disagreement"], default="td")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     th.set_num_threads(1)
     env = RewardNoise(gym.make("Pendulum-v1"), args.reward_noise, args.seed)
     model = SOM("MlpMeanFlowPolicy", env, seed=args.seed)
     sums: dict[str, float] = defaultdict(float)
-    instrument(model, sums)
-    record = dict(env="Pendulum-v1", reward_noise=args.reward_noise, seed=args.seed)
+    instrument(model, sums, args.floor)
+    record = dict(env="Pendulum-v1", reward_noise=args.reward_noise, seed=args.seed, floor=args.floor)
     model.learn(args.timesteps, callback=Record(sums, args.every, args.out, record))
 
 
