@@ -4,7 +4,7 @@ For each variant of (time sampler, share of r != t, adaptive-loss power, self-di
 is trained against a fixed Q (``sb3_som.fidelity``; alpha = 1, so the target is ``exp(Q)`` exactly)
 and its one-step samples are compared with its own 20-step samples and with exact target samples:
 
-- ``gauss``: N((0.4, -0.3), 0.15^2 I) (ALGORITHM.md's fidelity case);
+- ``gauss``: N((0.4, -0.3), 0.15^2 I);
 - ``mixture``: the multi-goal bandit's six bumps (sigma 0.1, weights 2 and 1 alternating).
 
 Columns: energy distances (one-step vs exact, 20-step vs exact, one-step vs 20-step), share of one-step

@@ -24,7 +24,7 @@ and two forms of the score follow:
 The "hybrid" estimator takes, per state and action dimension, the gradient form where the posterior sits
 inside the face margin and the posterior form everywhere else: consistent everywhere in the box, faces
 included. The margin alone decides where each form runs: it exceeds the half-width of the box once
-``sigma_t >= 1 / FACE_MARGIN`` (``t >= 0.2`` on the linear path, ``t >= 0.08`` on VP), so the gradient
+``sigma_t >= 1 / FACE_MARGIN`` (``t >= 0.2`` on the linear path, ``t >= 0.075`` on VP), so the gradient
 form never runs at the large t where it is poor (``benchmarks/estimator_error.py``). The probability-flow
 ODE turns the score into the marginal velocity ``v(a_t, t)``. Shapes: ``B`` states, ``K`` proposals, ``d`` action dimensions;
 times are ``(B, 1)``.

@@ -124,7 +124,7 @@ def test_hybrid_is_accurate_at_small_t_and_improves_with_samples(path):
     assert fine < 0.5 * coarse
 
 
-# where ALGORITHM.md's table (and benchmarks/results/estimator_error.md) finds the form accurate
+# where the posterior form is the only one the hybrid can take (the face margin exceeds the box)
 @pytest.mark.parametrize(
     "path, t0",
     [(LinearPath(), 0.3), (LinearPath(), 0.5), (LinearPath(), 0.9), (VPPath(), 0.2), (VPPath(), 0.3), (VPPath(), 0.5)],
