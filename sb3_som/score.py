@@ -145,7 +145,10 @@ def estimate_velocity(
     a0 = propose(a_t, m_t, s_t, n_samples)
     rows = th.arange(a_t.shape[0], device=a_t.device)
     # rows where some dimension may take the gradient form: its proposal centre is inside the margin
-    gradient_row = (1 - (a_t / m_t).abs() >= margin).any(dim=-1) & (estimator == "hybrid")
+    if estimator == "hybrid":
+        gradient_row = (1 - (a_t / m_t).abs() >= margin).any(dim=-1)
+    else:
+        gradient_row = th.zeros_like(rows, dtype=th.bool)
     grad_rows, post_rows = rows[gradient_row], rows[~gradient_row]
 
     # One critic call for the rows that need dQ/da, one without autograd for the rest.
