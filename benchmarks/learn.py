@@ -1,8 +1,8 @@
 """Learning curves of SOM against SB3's SAC, each with its rl-zoo3 hyperparameters.
 
-``run`` trains one (algorithm, task, seed) and appends one JSON line per evaluation checkpoint
-(deterministic return over ``--eval-episodes`` episodes of a separate environment) to ``--out``, so a
-run that is stopped early keeps every checkpoint it reached. ``report`` turns those lines into a
+``run`` trains one (algorithm, task, seed) and appends one JSON line per evaluation (deterministic return
+over ``--eval-episodes`` episodes of a separate environment, every ``--eval-every`` steps) to ``--out``, so a
+run that is stopped early keeps every evaluation it reached. ``report`` turns those lines into a
 table of returns at the largest budget every run of a task reached, and a PNG of the curves
 (mean and min-max band over seeds).
 
@@ -10,7 +10,17 @@ Hyperparameters: SOM's from ``hyperparams/som.yml``; SAC's from rl-zoo3's ``hype
 MuJoCo entries are named ``-v4`` (the ``-v5`` task takes the ``-v4`` entry; tasks without an entry take
 its ``default``). ``n_timesteps`` is replaced by ``--timesteps``.
 
+Resumable runs: with ``--checkpoint-every N`` the run saves, every N steps, everything it needs to continue
+exactly (model, replay buffer, RNG states, the training and evaluation environments mid-episode, SB3's
+counters, the logger's pending values and the runner's own state) into ``--checkpoint-dir`` (default
+``runs/checkpoints/ALGO_ENV_SEED``, ignored by git); running the same command again continues from the latest
+checkpoint and appends to the same ``--out``. Evaluation lines of the run past that checkpoint (written by a
+process killed after it) are removed from ``--out`` before it continues, and written again. ``--stop-at S``
+ends the process at the first checkpoint at or after step S.
+
     python benchmarks/learn.py run --algo som --env Pendulum-v1 --seed 0 --timesteps 10000 --out runs.jsonl
+    python benchmarks/learn.py run --algo som --env Hopper-v5 --seed 0 --timesteps 300000 --eval-every 10000 \\
+        --checkpoint-every 10000 --out runs.jsonl          # the same command again resumes
     python benchmarks/learn.py report runs.jsonl --table table.md --png curves.png
 """
 
@@ -21,27 +31,46 @@ import importlib.util
 import json
 import os
 import platform
+import random
+import shutil
 import subprocess
+import tempfile
 import time
+import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
+import cloudpickle
 import gymnasium as gym
 import numpy as np
 import torch as th
 import yaml
+from gymnasium.utils import EzPickle
 from stable_baselines3 import SAC
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_som import SOM
+
+try:
+    import mujoco
+except ImportError:  # only the MuJoCo tasks need it
+    mujoco = None
 
 ALGOS = {"som": SOM, "sac": SAC}
 # keys of a zoo entry that this runner passes to the constructor as they are
 PLAIN_KEYS = {"policy", "learning_rate", "buffer_size", "batch_size", "gamma", "tau", "train_freq", "gradient_steps",
               "learning_starts", "ent_coef", "use_sde"}  # fmt: skip
+# options a resumed run must share with the run it continues (--timesteps may grow, --device may change)
+RESUME_OPTIONS = ("algo", "env", "seed", "eval_every", "eval_episodes", "out")
+CHECKPOINT_PREFIX = "step_"  # a complete checkpoint: CHECKPOINT_DIR/step_<num_timesteps>/
+PARTIAL_PREFIX = ".partial-"  # a checkpoint being written (renamed to step_<n> when complete)
 
 
 def zoo_hyperparams(algo: str, env_id: str) -> dict[str, Any]:
@@ -63,34 +92,216 @@ def zoo_hyperparams(algo: str, env_id: str) -> dict[str, Any]:
     return entry
 
 
-class Checkpoints(BaseCallback):
-    """Evaluates the deterministic policy every ``every`` steps and appends a JSON line per checkpoint.
+def mujoco_states(envs: Sequence[gym.Env]) -> list[tuple[Any, np.random.Generator] | None]:
+    """What pickling each env leaves out, to be pickled next to it: ``(MjData, np_random)`` of a MuJoCo env, else None.
 
-    Each line also carries the latest ``train/`` diagnostics the algorithm logged (``train`` field).
+    Pickling a gymnasium env stack keeps the wrappers' counters (TimeLimit's elapsed steps, Monitor's
+    episode sums) and, for the classic-control tasks, the state and RNG of the task itself. MuJoCo tasks
+    are ``EzPickle``: they pickle as their constructor arguments and unpickle as a fresh env, so their
+    simulator data and RNG are saved here and put back by :func:`restore_mujoco_states`. Any other
+    ``EzPickle`` task (Box2D's) would come back reset, so it is refused.
+    """
+    states: list[tuple[Any, np.random.Generator] | None] = []
+    for env in envs:
+        base = env.unwrapped
+        if not isinstance(base, EzPickle):
+            states.append(None)
+        elif mujoco is not None and isinstance(getattr(base, "data", None), mujoco.MjData):
+            states.append((base.data, base.np_random))
+        else:
+            raise ValueError(f"{base.spec.id if base.spec else type(base).__name__}: its mid-episode state cannot be saved "
+                             "(it pickles as its constructor arguments and is not a MuJoCo env)")  # fmt: skip
+    return states
+
+
+def restore_mujoco_states(envs: Sequence[gym.Env], states: Sequence[tuple[Any, np.random.Generator] | None]) -> None:
+    """Put the simulator data and RNG saved by :func:`mujoco_states` back into the unpickled (fresh) MuJoCo envs."""
+    for env, state in zip(envs, states, strict=True):
+        if state is not None:
+            data, np_random = state
+            mujoco.mj_copyData(env.unwrapped.data, env.unwrapped.model, data)
+            env.unwrapped.np_random = np_random
+
+
+def rng_states(model: BaseAlgorithm) -> dict[str, Any]:
+    """The global RNG states (python, numpy, torch, CUDA when the model runs there) and the action space's."""
+    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": th.get_rng_state(),
+              "action_space": model.action_space.np_random.bit_generator.state}  # fmt: skip
+    if model.device.type == "cuda":
+        states["cuda"] = th.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(model: BaseAlgorithm, states: dict[str, Any]) -> None:
+    """Restore :func:`rng_states` (the CUDA states only where this run uses CUDA)."""
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    th.set_rng_state(states["torch"])
+    model.action_space.np_random.bit_generator.state = states["action_space"]
+    if "cuda" in states and model.device.type == "cuda":
+        th.cuda.set_rng_state_all(states["cuda"])
+
+
+def fsync(path: str) -> None:
+    """Flush a file or folder to disk, so that a rename after it cannot publish data still in memory."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def checkpoints(directory: str) -> dict[int, str]:
+    """The complete checkpoints in ``directory``, by step."""
+    if not os.path.isdir(directory):
+        return {}
+    return {int(name[len(CHECKPOINT_PREFIX) :]): os.path.join(directory, name)
+            for name in os.listdir(directory) if name.startswith(CHECKPOINT_PREFIX)}  # fmt: skip
+
+
+def save_checkpoint(directory: str, model: OffPolicyAlgorithm, state: dict[str, Any]) -> str:
+    """Write ``model.zip``, ``replay_buffer.pkl`` and ``state.pkl`` (``state`` and the environments) atomically.
+
+    The files are written into a temporary folder next to the checkpoints and flushed, then the folder is
+    renamed to ``step_<num_timesteps>``, so a process killed at any point leaves either the previous
+    checkpoint or the new one, never a partial one. Older checkpoints (and partial folders left by killed
+    processes) are removed after the rename.
+    """
+    os.makedirs(directory, exist_ok=True)
+    partial = tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=directory)
+    model.save(os.path.join(partial, "model.zip"))
+    model.save_replay_buffer(os.path.join(partial, "replay_buffer.pkl"))
+    assert isinstance(model.env, DummyVecEnv), "the runner's models train on SB3's DummyVecEnv"
+    state = dict(state, rng=rng_states(model), train_env=model.env, train_env_mujoco=mujoco_states(model.env.envs))
+    with open(os.path.join(partial, "state.pkl"), "wb") as file:
+        cloudpickle.dump(state, file)
+    for name in os.listdir(partial):
+        fsync(os.path.join(partial, name))
+    final = os.path.join(directory, f"{CHECKPOINT_PREFIX}{model.num_timesteps}")
+    os.rename(partial, final)
+    fsync(directory)
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        if path != final and (name.startswith(CHECKPOINT_PREFIX) or name.startswith(PARTIAL_PREFIX)):
+            shutil.rmtree(path)
+    return final
+
+
+def load_checkpoint(path: str, device: str) -> tuple[OffPolicyAlgorithm, dict[str, Any]]:
+    """The model of a checkpoint, ready for ``learn(reset_num_timesteps=False)``, and its saved ``state``.
+
+    ``load`` restores SB3's attributes (``num_timesteps``, ``_episode_num``, ``_n_updates``, ``_last_obs``,
+    ``_last_episode_starts``, ``_last_original_obs``, the episode-info buffers, the learning-rate progress) and
+    the networks and optimizers; it then reseeds the global RNGs and the action space from the model's seed,
+    so the RNG states are restored after it. The training env is attached without a reset.
+    """
+    with open(os.path.join(path, "state.pkl"), "rb") as file:
+        state = cloudpickle.load(file)
+    model = ALGOS[state["config"]["algo"]].load(os.path.join(path, "model.zip"), device=device)
+    model.load_replay_buffer(os.path.join(path, "replay_buffer.pkl"))
+    restore_mujoco_states(state["train_env"].envs, state["train_env_mujoco"])
+    model.set_env(state["train_env"], force_reset=False)
+    restore_mujoco_states([state["eval_env"]], state["eval_env_mujoco"])
+    set_rng_states(model, state["rng"])
+    return model, state
+
+
+def drop_lines_after(out: str, run_id: str, timesteps: int) -> None:
+    """Remove from ``out`` the lines of run ``run_id`` past ``timesteps`` (and a torn last line), atomically."""
+    if not os.path.exists(out):
+        return
+    with open(out) as file:
+        lines = file.readlines()
+    kept = []
+    for index, line in enumerate(lines):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if index == len(lines) - 1 and not line.endswith("\n"):
+                continue  # a write cut short by the kill
+            raise
+        if not (row.get("run") == run_id and row["timesteps"] > timesteps):
+            kept.append(line)
+    if len(kept) == len(lines):
+        return
+    handle, temporary = tempfile.mkstemp(prefix=PARTIAL_PREFIX, dir=os.path.dirname(os.path.abspath(out)))
+    with os.fdopen(handle, "w") as file:
+        file.writelines(kept)
+    fsync(temporary)
+    os.replace(temporary, out)
+
+
+class Curve(BaseCallback):
+    """Evaluates the deterministic policy every ``--eval-every`` steps, appends a JSON line per evaluation, saves checkpoints.
+
+    Each line also carries the latest ``train/`` diagnostics the algorithm logged (``train`` field), the wall
+    time of the run so far (``seconds``, continued across resumes) and of the last interval per 10,000 steps
+    (``seconds_per_10k``; evaluation and checkpoint writing included).
+
+    Checkpoints are taken at the start of a rollout, where the previous step is complete (transition stored,
+    gradient steps done): the first one at or after every ``--checkpoint-every`` steps, and the first one at or
+    after ``--stop-at``, after which the run stops. ``runner`` is the runner's own state, saved with each checkpoint;
+    ``logger_values`` are the logger's pending values of the checkpoint a run resumes from.
     """
 
-    def __init__(self, record: dict[str, Any], eval_env: gym.Env, every: int, episodes: int, out: str):
+    def __init__(self, record: dict[str, Any], eval_env: gym.Env, args: argparse.Namespace, runner: dict[str, Any],
+                 logger_values: dict[str, dict[str, Any]] | None = None):  # fmt: skip
         super().__init__()
-        self.record, self.eval_env, self.every, self.episodes, self.out = record, eval_env, every, episodes, out
-        self.start = time.perf_counter()
-        self.diagnostics: dict[str, float] = {}
+        self.record, self.eval_env, self.args, self.runner = record, eval_env, args, runner
+        self.start = time.perf_counter() - runner["seconds"]
+        self.logger_values = logger_values
+        self.stopping = False
+
+    def _on_training_start(self) -> None:
+        if self.logger_values is not None:  # what the interrupted segment had recorded but not yet dumped
+            for name, values in self.logger_values.items():
+                getattr(self.logger, name).update(values)
 
     def _on_step(self) -> bool:
-        self.diagnostics.update(
+        if self.stopping:
+            return False
+        self.runner["diagnostics"].update(
             {
                 key[len("train/") :]: float(value)
                 for key, value in self.logger.name_to_value.items()
                 if key.startswith("train/")
             }
         )
-        if self.num_timesteps % self.every == 0:
-            returns, _ = evaluate_policy(self.model, self.eval_env, self.episodes, return_episode_rewards=True)
+        if self.num_timesteps % self.args.eval_every == 0:
+            returns, _ = evaluate_policy(self.model, self.eval_env, self.args.eval_episodes, return_episode_rewards=True)
+            seconds = time.perf_counter() - self.start
+            last_step, last_seconds = self.runner["last_line"]
             row = dict(self.record, timesteps=self.num_timesteps, mean_return=float(np.mean(returns)),
-                       std_return=float(np.std(returns)), seconds=round(time.perf_counter() - self.start, 1),
-                       train=dict(self.diagnostics))  # fmt: skip
-            with open(self.out, "a") as file:
+                       std_return=float(np.std(returns)), seconds=round(seconds, 1),
+                       seconds_per_10k=round((seconds - last_seconds) * 10_000 / (self.num_timesteps - last_step), 1),
+                       train=dict(self.runner["diagnostics"]))  # fmt: skip
+            with open(self.args.out, "a") as file:
                 file.write(json.dumps(row) + "\n")
+            self.runner["last_line"] = (self.num_timesteps, seconds)
         return True
+
+    def _on_rollout_start(self) -> None:
+        steps = self.model.num_timesteps
+        if steps == self.runner["segment_start"]:
+            return
+        if self.args.stop_at is not None and steps >= self.args.stop_at:
+            self.stopping = True
+        if self.stopping or (
+            self.args.checkpoint_every and steps >= self.runner["last_checkpoint"] + self.args.checkpoint_every
+        ):
+            self.save()
+
+    def save(self) -> None:
+        """Save a checkpoint of the run as it stands (call it between steps)."""
+        assert isinstance(self.model, OffPolicyAlgorithm)
+        self.runner["seconds"] = time.perf_counter() - self.start
+        self.runner["last_checkpoint"] = self.model.num_timesteps
+        logger = self.logger
+        state = dict(config={name: getattr(self.args, name) for name in RESUME_OPTIONS}, runner=self.runner,
+                     eval_env=self.eval_env, eval_env_mujoco=mujoco_states([self.eval_env]),
+                     logger={name: dict(getattr(logger, name))
+                             for name in ("name_to_value", "name_to_count", "name_to_excluded")})  # fmt: skip
+        save_checkpoint(self.args.checkpoint_dir, self.model, state)
 
 
 def current_commit() -> str:
@@ -101,14 +312,46 @@ def current_commit() -> str:
     return commit + ("+" if dirty else "")
 
 
-def run(args: argparse.Namespace) -> None:
-    hyperparams = zoo_hyperparams(args.algo, args.env)
-    model = ALGOS[args.algo](env=args.env, seed=args.seed, device=args.device, **hyperparams)
-    eval_env = Monitor(gym.make(args.env))
-    eval_env.reset(seed=10_000 + args.seed)
+def run(args: argparse.Namespace) -> OffPolicyAlgorithm | None:
+    """Train, evaluate and checkpoint one run, from scratch or from the latest checkpoint in ``--checkpoint-dir``.
+
+    Returns the model as training left it, or None when the run had nothing left to do.
+    """
+    args.out = os.path.abspath(args.out)
+    saved = checkpoints(args.checkpoint_dir) if args.checkpoint_every else {}
+    if args.stop_at is not None and saved and max(saved) >= args.stop_at:
+        print(f"the run is at step {max(saved)}, --stop-at is {args.stop_at}: nothing to do")
+        return None
+    logger_values = None
+    if saved:
+        model, state = load_checkpoint(saved[max(saved)], args.device)
+        changed = [name for name in RESUME_OPTIONS if state["config"][name] != getattr(args, name)]
+        if changed:
+            theirs = ", ".join(f"--{name.replace('_', '-')} {state['config'][name]}" for name in changed)
+            raise SystemExit(f"{args.checkpoint_dir} holds a run made with {theirs}: use those or another --checkpoint-dir")
+        eval_env, runner, logger_values = state["eval_env"], state["runner"], state["logger"]
+        runner["segment_start"] = model.num_timesteps
+        drop_lines_after(args.out, runner["run"], model.num_timesteps)
+        print(f"resuming {args.out} from step {model.num_timesteps} ({saved[max(saved)]})")
+    else:
+        hyperparams = zoo_hyperparams(args.algo, args.env)
+        model = ALGOS[args.algo](env=args.env, seed=args.seed, device=args.device, **hyperparams)
+        eval_env = Monitor(gym.make(args.env))
+        eval_env.reset(seed=10_000 + args.seed)
+        runner = dict(run=uuid.uuid4().hex[:12], segment_start=0, last_checkpoint=0, seconds=0.0, last_line=(0, 0.0),
+                      diagnostics={})  # fmt: skip
+    if model.num_timesteps >= args.timesteps:
+        print(f"the run is at step {model.num_timesteps}, --timesteps is {args.timesteps}: nothing to do")
+        return None
     record = dict(algo=args.algo, env=args.env, seed=args.seed, device=args.device, commit=current_commit(),
-                  machine=f"{platform.node()} ({os.cpu_count()} cpus)", threads=th.get_num_threads())  # fmt: skip
-    model.learn(args.timesteps, callback=Checkpoints(record, eval_env, args.eval_every, args.eval_episodes, args.out))
+                  machine=f"{platform.node()} ({os.cpu_count()} cpus)", threads=th.get_num_threads(), run=runner["run"],
+                  segment_start=runner["segment_start"])  # fmt: skip
+    curve = Curve(record, eval_env, args, runner, logger_values)
+    # the learning-rate progress runs over --timesteps in both cases: learn() adds num_timesteps to what it is given
+    model.learn(args.timesteps - model.num_timesteps, callback=curve, reset_num_timesteps=not saved)
+    if args.checkpoint_every and not curve.stopping and runner["last_checkpoint"] < model.num_timesteps:
+        curve.save()  # the end of the budget: a later command with a larger --timesteps continues from here
+    return model
 
 
 def report(args: argparse.Namespace) -> None:
@@ -158,7 +401,8 @@ def report(args: argparse.Namespace) -> None:
         fig.savefig(args.png, dpi=110)
 
 
-def main() -> None:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line's options (``argv``: its arguments, ``sys.argv[1:]`` when None), checked."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     one = commands.add_parser("run", help="train one algorithm on one task with one seed")
@@ -169,12 +413,28 @@ def main() -> None:
     one.add_argument("--eval-every", type=int, default=1000)
     one.add_argument("--eval-episodes", type=int, default=10)
     one.add_argument("--device", default="cpu")
-    one.add_argument("--out", required=True, help="JSON-lines file the checkpoints are appended to")
+    one.add_argument("--out", required=True, help="JSON-lines file the evaluations are appended to")
+    one.add_argument("--checkpoint-every", type=int, help="save a checkpoint every N steps and resume from the latest one")
+    one.add_argument("--checkpoint-dir", help="where this run's checkpoints live (default runs/checkpoints/ALGO_ENV_SEED)")
+    one.add_argument("--stop-at", type=int, help="stop at the first checkpoint at or after step S (needs --checkpoint-every)")
     summary = commands.add_parser("report", help="table and curves from run outputs")
     summary.add_argument("files", nargs="+")
     summary.add_argument("--table")
     summary.add_argument("--png")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.command == "report":
+        return args
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        parser.error("--checkpoint-every must be >= 1")
+    if (args.checkpoint_dir is not None or args.stop_at is not None) and args.checkpoint_every is None:
+        parser.error("--checkpoint-dir and --stop-at need --checkpoint-every")
+    if args.checkpoint_every and args.checkpoint_dir is None:
+        args.checkpoint_dir = os.path.join("runs", "checkpoints", f"{args.algo}_{args.env}_{args.seed}")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     run(args) if args.command == "run" else report(args)
 
 

@@ -1,0 +1,101 @@
+"""``benchmarks/learn.py`` checkpoints and resumes a run exactly: stopped mid-episode and resumed, it gets what an
+uninterrupted run gets, bit for bit (CPU, one process: the same operations in the same order on the same data)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import cloudpickle
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3.common.monitor import Monitor
+
+LEARN = Path(__file__).resolve().parents[1] / "benchmarks" / "learn.py"
+TIMESTEPS, STOP_AT, EVAL_EVERY = 1000, 700, 250  # Pendulum episodes are 200 steps: step 700 is 100 steps into the 4th
+# tiny networks and batches, updates from step 100, so the stop falls well after learning has started
+TINY = {"policy": "MlpPolicy", "learning_starts": 100, "batch_size": 16, "buffer_size": 2000,
+        "policy_kwargs": {"net_arch": [16, 16]}}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def learn() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("learn", LEARN)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def curve(path: Path) -> list[tuple[Any, ...]]:
+    """What an evaluation line measures (not where or how long it ran), in file order."""
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return [(row["timesteps"], row["mean_return"], row["std_return"], row["train"]) for row in rows]
+
+
+@pytest.mark.parametrize("algo", ["som", "sac"])
+def test_resumed_run_matches_uninterrupted(learn: ModuleType, algo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(learn, "zoo_hyperparams", lambda *_: dict(TINY))
+    common = ["run", "--algo", algo, "--env", "Pendulum-v1", "--seed", "3", "--timesteps", str(TIMESTEPS),
+              "--eval-every", str(EVAL_EVERY), "--eval-episodes", "2"]  # fmt: skip
+    whole = learn.run(learn.parse_args([*common, "--out", str(tmp_path / "whole.jsonl")]))
+
+    checkpointed = [*common, "--out", str(tmp_path / "resumed.jsonl"), "--checkpoint-every", "300",
+                    "--checkpoint-dir", str(tmp_path / "checkpoints")]  # fmt: skip
+    stopped = learn.run(learn.parse_args([*checkpointed, "--stop-at", str(STOP_AT)]))
+    assert stopped._n_updates > 0, "the stop must come after learning has started"
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == [f"step_{STOP_AT}"], "one complete checkpoint, the latest"
+    with open(tmp_path / "checkpoints" / f"step_{STOP_AT}" / "state.pkl", "rb") as file:
+        state = cloudpickle.load(file)
+    assert state["train_env"].envs[0].get_wrapper_attr("_elapsed_steps") == STOP_AT % 200, "the stop is mid-episode"
+
+    # a process killed after the checkpoint may have written evaluations past it: they must not survive
+    lines = (tmp_path / "resumed.jsonl").read_text().splitlines()
+    assert [json.loads(line)["timesteps"] for line in lines] == [250, 500]
+    orphan = dict(json.loads(lines[-1]), timesteps=750, mean_return=1e9)
+    with open(tmp_path / "resumed.jsonl", "a") as file:
+        file.write(json.dumps(orphan) + "\n" + '{"torn": ')
+
+    resumed = learn.run(learn.parse_args(checkpointed))
+    assert curve(tmp_path / "resumed.jsonl") == curve(tmp_path / "whole.jsonl")
+    rows = [json.loads(line) for line in (tmp_path / "resumed.jsonl").read_text().splitlines()]
+    assert [row["segment_start"] for row in rows] == [0, 0, STOP_AT, STOP_AT]
+    assert len({row["run"] for row in rows}) == 1
+    assert rows[2]["seconds"] >= rows[1]["seconds"], "wall time continues from the checkpoint's"
+
+    assert (resumed.num_timesteps, resumed._n_updates, resumed._episode_num) == (whole.num_timesteps, whole._n_updates,
+                                                                                 whole._episode_num)  # fmt: skip
+    for (name, value), (_, expected) in zip(
+        resumed.policy.state_dict().items(), whole.policy.state_dict().items(), strict=True
+    ):
+        assert th.equal(value, expected), name
+    assert np.array_equal(resumed.replay_buffer.observations, whole.replay_buffer.observations)
+    assert np.array_equal(resumed._last_obs, whole._last_obs)
+    assert learn.run(learn.parse_args(checkpointed)) is None, "a finished run has nothing left to do"
+
+
+def test_mujoco_env_state_survives_pickling(learn: ModuleType):
+    """MuJoCo tasks pickle as their constructor arguments; the runner saves their simulator data and RNG next to them."""
+    pytest.importorskip("mujoco")
+    env = Monitor(gym.make("Hopper-v5"))
+    env.reset(seed=0)
+    actions = np.random.default_rng(0).uniform(-0.2, 0.2, (600, 3))
+    for action in actions[:10]:
+        env.step(action)
+    assert env.get_wrapper_attr("_elapsed_steps") == 10, "the copy is made mid-episode"
+    copy, states = cloudpickle.loads(cloudpickle.dumps((env, learn.mujoco_states([env]))))
+    learn.restore_mujoco_states([copy], states)
+    assert copy.get_wrapper_attr("_elapsed_steps") == 10
+    for action in actions[10:]:  # through terminations and resets, which draw from the task's RNG
+        for one in (env, copy):
+            if one.get_wrapper_attr("needs_reset"):
+                one.reset()
+        assert all(np.array_equal(a, b) for a, b in zip(env.step(action)[:4], copy.step(action)[:4], strict=True))
+    assert len(env.get_wrapper_attr("episode_returns")) > 1
+    assert env.get_wrapper_attr("episode_returns") == copy.get_wrapper_attr("episode_returns")
