@@ -239,7 +239,7 @@ class Curve(BaseCallback):
     (``seconds_per_10k``; evaluation and checkpoint writing included).
 
     Checkpoints are taken at the start of a rollout, where the previous step is complete (transition stored,
-    gradient steps done): the first one at or after every ``--checkpoint-every`` steps, and the first one at or
+    gradient steps done): the first one at or after each multiple of ``--checkpoint-every``, and the first one at or
     after ``--stop-at``, after which the run stops. ``runner`` is the runner's own state, saved with each checkpoint;
     ``logger_values`` are the logger's pending values of the checkpoint a run resumes from.
     """
@@ -286,9 +286,8 @@ class Curve(BaseCallback):
             return
         if self.args.stop_at is not None and steps >= self.args.stop_at:
             self.stopping = True
-        if self.stopping or (
-            self.args.checkpoint_every and steps >= self.runner["last_checkpoint"] + self.args.checkpoint_every
-        ):
+        every = self.args.checkpoint_every
+        if self.stopping or (every and steps // every > self.runner["last_checkpoint"] // every):
             self.save()
 
     def save(self) -> None:
