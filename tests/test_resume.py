@@ -3,6 +3,7 @@ uninterrupted run gets, bit for bit (CPU, one process: the same operations in th
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import os
@@ -18,7 +19,7 @@ import torch as th
 from stable_baselines3.common.monitor import Monitor
 
 LEARN = Path(__file__).resolve().parents[1] / "benchmarks" / "learn.py"
-TIMESTEPS, STOP_AT, EVAL_EVERY = 1000, 700, 250  # Pendulum episodes are 200 steps: step 700 is 100 steps into the 4th
+TIMESTEPS, STOP_AT, EVAL_EVERY = 1000, 700, 250
 # tiny networks and batches, updates from step 100, so the stop falls well after learning has started
 TINY = {"policy": "MlpPolicy", "learning_starts": 100, "batch_size": 16, "buffer_size": 2000,
         "policy_kwargs": {"net_arch": [16, 16]}}  # fmt: skip
@@ -39,10 +40,22 @@ def curve(path: Path) -> list[tuple[Any, ...]]:
     return [(row["timesteps"], row["mean_return"], row["std_return"], row["train"]) for row in rows]
 
 
-@pytest.mark.parametrize("algo", ["som", "sac"])
-def test_resumed_run_matches_uninterrupted(learn: ModuleType, algo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(learn, "zoo_hyperparams", lambda *_: dict(TINY))
-    common = ["run", "--algo", algo, "--env", "Pendulum-v1", "--seed", "3", "--timesteps", str(TIMESTEPS),
+@pytest.mark.parametrize(
+    ("algo", "env_id", "elapsed"),
+    [
+        ("som", "Pendulum-v1", 100),  # Pendulum's episodes are 200 steps: step 700 is 100 steps into the 4th
+        ("sac", "Pendulum-v1", 100),
+        pytest.param("som", "Hopper-v5", None, marks=pytest.mark.slow),  # episodes end when the hopper falls
+        pytest.param("sac", "Hopper-v5", None, marks=pytest.mark.slow),
+    ],
+)
+def test_resumed_run_matches_uninterrupted(
+    learn: ModuleType, algo: str, env_id: str, elapsed: int | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    if env_id.endswith("-v5"):
+        pytest.importorskip("mujoco")
+    monkeypatch.setattr(learn, "zoo_hyperparams", lambda *_: copy.deepcopy(TINY))  # SB3 adds keys to policy_kwargs
+    common = ["run", "--algo", algo, "--env", env_id, "--seed", "3", "--timesteps", str(TIMESTEPS),
               "--eval-every", str(EVAL_EVERY), "--eval-episodes", "2"]  # fmt: skip
     whole = learn.run(learn.parse_args([*common, "--out", str(tmp_path / "whole.jsonl")]))
 
@@ -53,7 +66,8 @@ def test_resumed_run_matches_uninterrupted(learn: ModuleType, algo: str, tmp_pat
     assert sorted(os.listdir(tmp_path / "checkpoints")) == [f"step_{STOP_AT}"], "one complete checkpoint, the latest"
     with open(tmp_path / "checkpoints" / f"step_{STOP_AT}" / "state.pkl", "rb") as file:
         state = cloudpickle.load(file)
-    assert state["train_env"].envs[0].get_wrapper_attr("_elapsed_steps") == STOP_AT % 200, "the stop is mid-episode"
+    in_episode = state["train_env"].envs[0].get_wrapper_attr("_elapsed_steps")
+    assert in_episode > 0 and in_episode == (elapsed or in_episode), "the stop is mid-episode"
 
     # a process killed after the checkpoint may have written evaluations past it: they must not survive
     lines = (tmp_path / "resumed.jsonl").read_text().splitlines()
@@ -89,13 +103,13 @@ def test_mujoco_env_state_survives_pickling(learn: ModuleType):
     for action in actions[:10]:
         env.step(action)
     assert env.get_wrapper_attr("_elapsed_steps") == 10, "the copy is made mid-episode"
-    copy, states = cloudpickle.loads(cloudpickle.dumps((env, learn.mujoco_states([env]))))
-    learn.restore_mujoco_states([copy], states)
-    assert copy.get_wrapper_attr("_elapsed_steps") == 10
+    twin, states = cloudpickle.loads(cloudpickle.dumps((env, learn.mujoco_states([env]))))
+    learn.restore_mujoco_states([twin], states)
+    assert twin.get_wrapper_attr("_elapsed_steps") == 10
     for action in actions[10:]:  # through terminations and resets, which draw from the task's RNG
-        for one in (env, copy):
+        for one in (env, twin):
             if one.get_wrapper_attr("needs_reset"):
                 one.reset()
-        assert all(np.array_equal(a, b) for a, b in zip(env.step(action)[:4], copy.step(action)[:4], strict=True))
+        assert all(np.array_equal(a, b) for a, b in zip(env.step(action)[:4], twin.step(action)[:4], strict=True))
     assert len(env.get_wrapper_attr("episode_returns")) > 1
-    assert env.get_wrapper_attr("episode_returns") == copy.get_wrapper_attr("episode_returns")
+    assert env.get_wrapper_attr("episode_returns") == twin.get_wrapper_attr("episode_returns")
