@@ -31,7 +31,7 @@ import math
 import torch as th
 
 from sb3_som.paths import NoisePath, make_path
-from sb3_som.score import FACE_MARGIN, estimate_velocity, velocity_from_posterior_mean, velocity_from_score
+from sb3_som.score import FACE_MARGIN, estimate_velocity, propose, velocity_from_posterior_mean, velocity_from_score
 from sb3_som.targets import SeparableBoxTarget
 
 TIMES = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8)
@@ -58,8 +58,6 @@ TARGETS = {
 
 def reference_velocities(path: NoisePath, a_t: th.Tensor, t: th.Tensor, q_function, n_samples: int) -> dict[str, th.Tensor]:
     """The two reference estimators that the package does not offer, from one set of proposals: (B, d) each."""
-    from sb3_som.score import propose
-
     m, s = path.mean_coef(t), path.std(t)
     a0 = propose(a_t, m, s, n_samples).requires_grad_(True)
     q_values = q_function(a0, th.arange(a_t.shape[0]))
