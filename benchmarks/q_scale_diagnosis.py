@@ -13,8 +13,9 @@ carries Gaussian noise of standard deviation ``--reward-noise`` (0: the plain ta
 - ``difference_disagreement``: the standard deviation across actions of ``(Q1 - Q2) / sqrt(2)``, averaged
   over states (the disagreement about differences between actions),
 
-and the deterministic evaluation return on the noise-free task (10 episodes). ``--floor`` replaces the Q
-scale's floor for the run: ``td`` (``td_rms``, the package's), ``disagreement``
+and the deterministic evaluation return on the noise-free task (10 episodes), both with the one-step action
+``e = 0`` (``mean_return``) and with Best-of-8 by the critic (``mean_return_best_of``). ``--floor`` replaces the Q
+scale's floor for the run: ``td`` (``td_rms``, the package's), ``none`` (the spread alone), ``disagreement``
 (``difference_disagreement``) or ``alpha-disagreement`` (``alpha * difference_disagreement``: the target
 weighs two actions by at most ``exp(difference / disagreement)``).
 
@@ -38,6 +39,9 @@ from stable_baselines3.common.monitor import Monitor
 from sb3_som import SOM
 from sb3_som.policies import q_from_features
 from sb3_som.som import Q_SPREAD_ACTIONS, Q_SPREAD_STATES
+
+# candidates of the second deterministic evaluation (Best-of-N by the critic)
+BEST_OF = 8
 
 
 class RewardNoise(gym.Wrapper):
@@ -67,6 +71,8 @@ def instrument(model: SOM, sums: dict[str, float], floor: str) -> None:
         spread = q1.std(dim=1).mean().detach()
         if floor == "td":
             value = th.maximum(spread, td_error_rms)
+        elif floor == "none":
+            value = spread
         else:
             factor = model.alpha if floor == "alpha-disagreement" else 1.0
             value = th.maximum(spread, factor * difference_disagreement)
@@ -94,8 +100,17 @@ class Record(BaseCallback):
     def _on_step(self) -> bool:
         if self.num_timesteps % self.every == 0 and self.sums["updates"] > 0:
             returns, _ = evaluate_policy(self.model, self.eval_env, 10, return_episode_rewards=True)
+            self.model.n_action_candidates = BEST_OF
+            best_of_returns, _ = evaluate_policy(self.model, self.eval_env, 10, return_episode_rewards=True)
+            self.model.n_action_candidates = 1
             means = {key: value / self.sums["updates"] for key, value in self.sums.items() if key != "updates"}
-            row = dict(self.record, timesteps=self.num_timesteps, mean_return=float(np.mean(returns)), **means)
+            row = dict(
+                self.record,
+                timesteps=self.num_timesteps,
+                mean_return=float(np.mean(returns)),
+                mean_return_best_of=float(np.mean(best_of_returns)),
+                **means,
+            )
             with open(self.out, "a") as file:
                 file.write(json.dumps(row) + "\n")
             self.sums.clear()
@@ -109,7 +124,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timesteps", type=int, default=10_000)
     parser.add_argument("--every", type=int, default=1000)
-    parser.add_argument("--floor", choices=["td", "disagreement", "alpha-disagreement"], default="td")
+    parser.add_argument("--floor", choices=["td", "none", "disagreement", "alpha-disagreement"], default="td")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     th.set_num_threads(1)
