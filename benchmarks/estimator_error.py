@@ -30,9 +30,9 @@ import math
 
 import torch as th
 
+from reference_targets import SeparableBoxTarget
 from sb3_som.paths import NoisePath, make_path
 from sb3_som.score import FACE_MARGIN, estimate_velocity, propose, velocity_from_posterior_mean, velocity_from_score
-from sb3_som.targets import SeparableBoxTarget
 
 TIMES = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8)
 SWITCH_TIMES = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.7)

@@ -12,9 +12,9 @@ import argparse
 
 import torch as th
 
+from fixed_target import energy_distance, fit_and_sample
+from reference_targets import GaussianTarget
 from sb3_som.envs import multi_goal_mixture
-from sb3_som.fidelity import energy_distance, fit_and_sample
-from sb3_som.targets import GaussianTarget
 
 N = 10_000
 

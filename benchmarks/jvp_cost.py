@@ -12,11 +12,12 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 
 import torch as th
 
 from sb3_som import SOM
-from sb3_som.meanflow import adaptive_weighted_loss, meanflow_target
+from sb3_som.meanflow import adaptive_weighted_loss, meanflow_target, network_velocity_jvp
 
 
 def milliseconds(fn: Callable[[], None], number: int = 20) -> float:
@@ -33,7 +34,10 @@ def main() -> None:
     a_t, velocity = th.randn(batch, action_dim), th.randn(batch, action_dim)
     t = th.rand(batch, 1)
     r = t * th.rand(batch, 1)
-    u_fn, u_jvp = som.actor.velocity_at(features), som.actor.velocity_jvp_at(features)
+    u_fn, u_jvp = (
+        som.actor.velocity_at(features),
+        network_velocity_jvp(partial(som.actor.network_input, features), som.actor.velocity_net),
+    )
 
     def generic() -> None:
         u, target = meanflow_target(u_fn, a_t, r, t, velocity)

@@ -25,16 +25,16 @@ from multiprocessing import Pool
 
 import torch as th
 
-from sb3_som.envs import multi_goal_mixture
-from sb3_som.fidelity import (
+from fixed_target import (
     default_flow_config,
     energy_distance,
     make_stateless_actor,
     sample_stateless,
     train_on_fixed_target,
 )
+from reference_targets import GaussianTarget
+from sb3_som.envs import multi_goal_mixture
 from sb3_som.paths import make_path
-from sb3_som.targets import GaussianTarget
 
 N_SAMPLES = 2000
 

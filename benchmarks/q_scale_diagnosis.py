@@ -37,7 +37,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 
 from sb3_som import SOM
-from sb3_som.policies import q_from_features
+from sb3_som.critic_values import q_from_features
 from sb3_som.som import Q_SPREAD_ACTIONS, Q_SPREAD_STATES
 
 # candidates of the second deterministic evaluation (Best-of-N by the critic)

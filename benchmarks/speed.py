@@ -25,8 +25,8 @@ import torch as th
 from stable_baselines3 import SAC
 
 from sb3_som import SOM
+from sb3_som.critic_values import proposal_q_function
 from sb3_som.paths import sample_r_t
-from sb3_som.policies import proposal_q_function
 from sb3_som.score import FACE_MARGIN, estimate_velocity
 
 NET = dict(net_arch=[256, 256])

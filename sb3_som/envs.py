@@ -15,7 +15,37 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 
-from sb3_som.targets import GaussianMixtureTarget
+
+class GaussianMixtureTarget:
+    """Mixture ``sum_i w_i N(c_i, sigma^2 I)`` as ``exp(Q)``; ``centers``: (M, d), ``weights``: (M,)."""
+
+    def __init__(self, centers: th.Tensor, weights: th.Tensor, sigma: float):
+        self.centers = centers
+        self.weights = weights / weights.sum()
+        self.sigma = sigma
+
+    def log_density(self, actions: th.Tensor) -> th.Tensor:
+        """``log p(a)`` for actions (..., d) -> (...)."""
+        d = self.centers.shape[1]
+        sq = ((actions.unsqueeze(-2) - self.centers) ** 2).sum(-1)  # (..., M)
+        log_norm = -0.5 * d * math.log(2 * math.pi * self.sigma**2)
+        return th.logsumexp(th.log(self.weights) + log_norm - sq / (2 * self.sigma**2), dim=-1)
+
+    def q_function(self, proposals: th.Tensor, rows: th.Tensor) -> th.Tensor:
+        """Q of proposals (B', K, d) -> (B', K); the same at every state."""
+        return self.log_density(proposals)
+
+    def sample(self, n: int, generator: th.Generator) -> th.Tensor:
+        """n exact samples (n, d)."""
+        component = th.multinomial(self.weights, n, replacement=True, generator=generator)
+        noise = th.randn(n, self.centers.shape[1], generator=generator)
+        return self.centers[component] + self.sigma * noise
+
+    def nearest_mode(self, actions: th.Tensor) -> th.Tensor:
+        """Index (n,) of the nearest center, -1 where no center is within 3 sigma."""
+        distance = th.cdist(actions, self.centers)
+        nearest = distance.argmin(dim=1)
+        return th.where(distance.min(dim=1).values < 3 * self.sigma, nearest, -1)
 
 
 def multi_goal_mixture(n_goals: int = 6, radius: float = 0.6, sigma: float = 0.1) -> GaussianMixtureTarget:

@@ -38,7 +38,7 @@ def meanflow_target(
 
     One JVP with primals ``(a_t, r, t)`` and tangents ``(v, 0, 1)`` yields ``u`` and ``du/dt`` together;
     ``u`` stays differentiable with respect to the network's parameters. ``u_jvp`` computes both for
-    ``u_fn`` (e.g. :meth:`sb3_som.policies.MeanFlowActor.velocity_jvp_at`); ``None`` uses ``torch.func.jvp``.
+    ``u_fn`` (e.g. :func:`network_velocity_jvp`); ``None`` uses ``torch.func.jvp``.
     """
     if u_jvp is None:
         u, du_dt = jvp(u_fn, (a_t, r, t), (velocity, th.zeros_like(r), th.ones_like(t)))
@@ -67,7 +67,25 @@ def sequential_jvp(network: nn.Sequential, x: th.Tensor, dx: th.Tensor) -> tuple
     return output, tangent
 
 
-def adaptive_weighted_loss(prediction: th.Tensor, target: th.Tensor, power: float = 1.0, c: float = 1e-3) -> th.Tensor:
+def network_velocity_jvp(
+    network_input: Callable[[th.Tensor, th.Tensor, th.Tensor], th.Tensor], network: nn.Sequential
+) -> AverageVelocityJVP:
+    """The :data:`AverageVelocityJVP` of ``u(a_t, r, t) = network(network_input(a_t, r, t))``.
+
+    It returns ``u`` (with its graph) and ``du/dt`` along ``(a_t, t)`` moving by ``(v, 1)``, ``r`` fixed: the same
+    pair as ``torch.func.jvp`` of ``u`` with tangents ``(v, 0, 1)``, for less: the input map (the time embedding)
+    goes through ``torch.func.jvp``, the network through :func:`sequential_jvp`.
+    """
+
+    def u_jvp(a_t: th.Tensor, r: th.Tensor, t: th.Tensor, velocity: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        tangents = (velocity, th.zeros_like(r), th.ones_like(t))
+        input_value, input_rate = jvp(network_input, (a_t, r, t), tangents)
+        return sequential_jvp(network, input_value, input_rate)
+
+    return u_jvp
+
+
+def adaptive_weighted_loss(prediction: th.Tensor, target: th.Tensor, power: float, c: float = 1e-3) -> th.Tensor:
     """MeanFlow's adaptive loss ``mean( sg(lam) ||delta||^2 )``, ``lam = 1 / (||delta||^2 + c)^power``.
 
     :param prediction: (B, d) with graph; ``target``: (B, d) detached. Returns a scalar.

@@ -65,7 +65,7 @@ def actor_losses(
     """
     batch_size = a0.shape[0]
     r, t = sample_r_t(batch_size, config.time_sampler, config.mean_flow_fraction, device=a0.device)
-    a_t = path.noise(a0, t, th.randn_like(a0))
+    a_t = path.noised(a0, t, th.randn_like(a0))
     target = estimate_velocity(
         path,
         a_t,

@@ -37,7 +37,7 @@ class NoisePath(ABC):
     def std_dt(self, t: th.Tensor) -> th.Tensor:
         """``ds_t/dt``, same shape as ``t``."""
 
-    def noise(self, a0: th.Tensor, t: th.Tensor, eps: th.Tensor) -> th.Tensor:
+    def noised(self, a0: th.Tensor, t: th.Tensor, eps: th.Tensor) -> th.Tensor:
         """``a_t = m_t a_0 + s_t e``; ``a0, eps``: (batch, action_dim), ``t``: (batch, 1)."""
         return self.mean_coef(t) * a0 + self.std(t) * eps
 
@@ -108,7 +108,6 @@ def sample_r_t(
     sampler: str,
     mean_flow_fraction: float,
     device: th.device | str = "cpu",
-    generator: th.Generator | None = None,
 ) -> tuple[th.Tensor, th.Tensor]:
     """Draw the interval ``(r, t)`` of the average velocity, each of shape (batch, 1), ``r <= t``.
 
@@ -119,16 +118,16 @@ def sample_r_t(
     """
     shape = (batch_size, 1)
     if sampler == "uniform":
-        t = T_EPS + (1 - 2 * T_EPS) * th.rand(shape, device=device, generator=generator)
-        r = t * th.rand(shape, device=device, generator=generator)
+        t = T_EPS + (1 - 2 * T_EPS) * th.rand(shape, device=device)
+        r = t * th.rand(shape, device=device)
     elif sampler == "logit_normal":
-        pair = th.sigmoid(-0.4 + th.randn((batch_size, 2), device=device, generator=generator))
+        pair = th.sigmoid(-0.4 + th.randn((batch_size, 2), device=device))
         pair = pair.clamp(T_EPS, 1 - T_EPS)
         t = pair.max(dim=1, keepdim=True).values
         r = pair.min(dim=1, keepdim=True).values
     else:
         raise ValueError(f"time_sampler must be 'uniform' or 'logit_normal', got {sampler!r}")
-    keep_interval = th.rand(shape, device=device, generator=generator) < mean_flow_fraction
+    keep_interval = th.rand(shape, device=device) < mean_flow_fraction
     r = th.where(keep_interval, r, t)
     return r, t
 

@@ -19,42 +19,14 @@ from stable_baselines3.common.torch_layers import (
 )
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
-from torch.func import jvp
 
-from sb3_som.meanflow import AverageVelocity, AverageVelocityJVP, sample_actions, sequential_jvp
+from sb3_som.critic_values import q_from_features
+from sb3_som.meanflow import AverageVelocity, sample_actions
 from sb3_som.paths import time_features
-from sb3_som.score import QFunction
 from sb3_som.validation import check_action_box, check_int
 
-SCORE_CRITICS = ("min", "first")
 # Best-of-N evaluates the actor and the critic on batch size x N rows at each predict
 MAX_ACTION_CANDIDATES = 1024
-
-
-def q_from_features(critic: ContinuousCritic, features: th.Tensor, actions: th.Tensor, which: str = "min") -> th.Tensor:
-    """Q for actions (..., d) at already-extracted critic features (..., f): returns (..., 1).
-
-    ``which`` is "min" (the minimum over all Q networks, SAC's actor) or "first" (the first Q network
-    only, TD3's actor; half the rows with twin critics). Leading dimensions are free, so K proposals per
-    state go through each Q network in one call.
-    """
-    q_input = th.cat([features, actions], dim=-1)
-    flat_input = q_input.reshape(-1, q_input.shape[-1])  # (N, f + d): batch norm wants 2-D input
-    if which == "first":
-        q_values = critic.q_networks[0](flat_input)
-    else:
-        q_values = th.stack([q_net(flat_input) for q_net in critic.q_networks], dim=0).min(dim=0).values
-    return q_values.view(*q_input.shape[:-1], 1)
-
-
-def proposal_q_function(critic: ContinuousCritic, features: th.Tensor, which: str = "min") -> QFunction:
-    """Q of proposals (B', K, d) at the batch rows (B',) of critic features (B, f), as (B', K)."""
-
-    def q_function(proposals: th.Tensor, rows: th.Tensor) -> th.Tensor:
-        row_features = features[rows].unsqueeze(1).expand(-1, proposals.shape[1], -1)
-        return q_from_features(critic, row_features, proposals, which).squeeze(-1)
-
-    return q_function
 
 
 def check_finite_observation(observation: PyTorchObs) -> None:
@@ -155,22 +127,6 @@ class MeanFlowActor(BasePolicy):
     def velocity_at(self, features: th.Tensor) -> AverageVelocity:
         """``u_theta(., ., . | s)`` with the state features (B, f) bound."""
         return partial(self.average_velocity, features)
-
-    def average_velocity_jvp(
-        self, features: th.Tensor, a_t: th.Tensor, r: th.Tensor, t: th.Tensor, velocity: th.Tensor
-    ) -> tuple[th.Tensor, th.Tensor]:
-        """``u_theta(a_t, r, t | s)`` (with its graph) and ``du/dt`` along ``(a_t, t)`` moving by ``(v, 1)``, ``r`` fixed.
-
-        The same pair as ``torch.func.jvp`` of :meth:`average_velocity` with tangents ``(v, 0, 1)``, for
-        less (:func:`sb3_som.meanflow.sequential_jvp`). Shapes as :meth:`average_velocity`.
-        """
-        tangents = (velocity, th.zeros_like(r), th.ones_like(t))
-        network_input, input_rate = jvp(partial(self.network_input, features), (a_t, r, t), tangents)
-        return sequential_jvp(self.velocity_net, network_input, input_rate)
-
-    def velocity_jvp_at(self, features: th.Tensor) -> AverageVelocityJVP:
-        """:meth:`average_velocity_jvp` with the state features (B, f) bound."""
-        return partial(self.average_velocity_jvp, features)
 
     def sample(self, features: th.Tensor, noise: th.Tensor, steps: int | None = None) -> th.Tensor:
         """Actions in [-1, 1]^d from noise (B, d) at features (B, f), in ``steps`` MeanFlow steps."""

@@ -22,18 +22,17 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import get_parameters_by_name, polyak_update
 from torch.nn import functional as F
 
+from sb3_som.critic_values import SCORE_CRITICS, proposal_q_function, q_from_features
+from sb3_som.meanflow import network_velocity_jvp
 from sb3_som.objective import FlowTargetConfig, actor_losses
 from sb3_som.paths import NoisePath, make_path
 from sb3_som.persistence import atomic_path, check_model_file
 from sb3_som.policies import (
-    SCORE_CRITICS,
     CnnMeanFlowPolicy,
     MeanFlowActor,
     MeanFlowPolicy,
     MlpMeanFlowPolicy,
     MultiInputMeanFlowPolicy,
-    proposal_q_function,
-    q_from_features,
 )
 from sb3_som.score import ESTIMATORS
 from sb3_som.validation import check_choice, check_fraction, check_int, check_non_negative, check_positive
@@ -422,14 +421,14 @@ class SOM(OffPolicyAlgorithm):
                 q_scale = self._q_scale(critic_features, td_error_rms) if self.q_normalization == "state" else None
 
             losses = actor_losses(
-                self.actor.velocity_at(actor_features),
-                a0,
-                noise,
-                self.flow_path,
-                proposal_q_function(self.critic, critic_features, self.score_critic),
-                self.flow_config,
-                q_scale,
-                self.actor.velocity_jvp_at(actor_features),
+                u_fn=self.actor.velocity_at(actor_features),
+                a0=a0,
+                noise=noise,
+                path=self.flow_path,
+                q_function=proposal_q_function(self.critic, critic_features, self.score_critic),
+                config=self.flow_config,
+                q_scale=q_scale,
+                u_jvp=network_velocity_jvp(partial(self.actor.network_input, actor_features), self.actor.velocity_net),
             )
             logs["actor_loss"].append(self._check_finite("actor_loss", losses.total))
             logs["meanflow_loss"].append(losses.meanflow.item())

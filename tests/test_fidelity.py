@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 import torch as th
 
+from fixed_target import energy_distance, fit_and_sample
+from reference_targets import GaussianTarget
 from sb3_som import SOM
 from sb3_som.envs import MultiGoalBandit, TwoMoonsBandit, multi_goal_mixture
-from sb3_som.fidelity import energy_distance, fit_and_sample
-from sb3_som.targets import GaussianTarget
 
 N = 10_000
 

@@ -8,6 +8,7 @@ import pytest
 import torch as th
 from scipy.stats import truncnorm
 
+from reference_targets import GaussianTarget, SeparableBoxTarget
 from sb3_som.meanflow import adaptive_weighted_loss, meanflow_target, sample_actions, sequential_jvp
 from sb3_som.paths import LinearPath, VPPath, make_path, sample_r_t, time_features
 from sb3_som.score import (
@@ -18,7 +19,6 @@ from sb3_som.score import (
     velocity_from_posterior_mean,
     velocity_from_score,
 )
-from sb3_som.targets import GaussianTarget, SeparableBoxTarget
 
 PATHS = [LinearPath(), VPPath(0.1, 20.0)]
 TARGET = GaussianTarget(th.tensor([0.2, -0.1, 0.0]), 0.2)  # well inside the box
@@ -60,7 +60,7 @@ def test_vp_path_is_variance_preserving_and_linear_path_interpolates():
     vp = VPPath(0.1, 20.0)
     assert th.allclose(vp.mean_coef(t) ** 2 + vp.std(t) ** 2, th.ones_like(t))
     a0, eps = th.randn(100, 3, dtype=th.float64), th.randn(100, 3, dtype=th.float64)
-    assert th.allclose(LinearPath().noise(a0, t, eps), (1 - t) * a0 + t * eps)
+    assert th.allclose(LinearPath().noised(a0, t, eps), (1 - t) * a0 + t * eps)
 
 
 def test_make_path_rejects_unknown_names():

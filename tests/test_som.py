@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -10,8 +12,9 @@ from gymnasium import spaces
 from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_som import SOM, MlpMeanFlowPolicy
-from sb3_som.meanflow import sample_actions
-from sb3_som.policies import MeanFlowActor, proposal_q_function
+from sb3_som.critic_values import proposal_q_function
+from sb3_som.meanflow import network_velocity_jvp, sample_actions
+from sb3_som.policies import MeanFlowActor
 from sb3_som.score import estimate_velocity
 
 SMALL = dict(
@@ -304,7 +307,7 @@ def test_actor_jvp_equals_torch_func_jvp_of_the_average_velocity():
     a_t, v = th.randn(16, 1), th.randn(16, 1)
     t = 0.1 + 0.8 * th.rand(16, 1)
     r = t * th.rand(16, 1)
-    u, du_dt = actor.average_velocity_jvp(features, a_t, r, t, v)
+    u, du_dt = network_velocity_jvp(partial(actor.network_input, features), actor.velocity_net)(a_t, r, t, v)
     expected_u, expected_du_dt = th.func.jvp(actor.velocity_at(features), (a_t, r, t), (v, th.zeros_like(r), th.ones_like(t)))
     th.testing.assert_close(u, expected_u)
     th.testing.assert_close(du_dt, expected_du_dt, rtol=1e-4, atol=1e-5)

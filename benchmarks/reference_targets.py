@@ -1,15 +1,15 @@
-"""Fixed Boltzmann targets ``exp(Q)`` with known answers, for checks and benchmarks (pure torch).
+"""Fixed Boltzmann targets ``exp(Q)`` with known answers, the reference of the tests and benchmarks (pure torch).
 
 - :class:`GaussianTarget`: ``Q(a) = -|a - mu|^2 / (2 sigma^2)``. Along ``a_t = m_t a_0 + s_t e`` the
   noised target is ``N(m_t mu, (m_t^2 sigma^2 + s_t^2) I)``; its score and probability-flow velocity
   ``m' E[a_0 | a_t] + s' E[e | a_t]`` follow from Gaussian conditioning.
-- :class:`GaussianMixtureTarget`: ``Q(a) = log sum_i w_i N(a; c_i, sigma^2 I)``, so ``exp(Q)`` is the
-  mixture itself (the multi-goal bandit's bumps with unequal weights).
+- :class:`SeparableBoxTarget`: ``exp(sum_i q_i(a_i))`` on the action box, its answers by quadrature.
+
+The multi-goal bandit's mixture, ``sb3_som.envs.GaussianMixtureTarget``, is a third.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch as th
@@ -45,38 +45,6 @@ class GaussianTarget:
         a0_mean = self.mu + (m * self.sigma**2 / var) * centred
         eps_mean = (s / var) * centred
         return path.mean_coef_dt(t) * a0_mean + path.std_dt(t) * eps_mean
-
-
-class GaussianMixtureTarget:
-    """Mixture ``sum_i w_i N(c_i, sigma^2 I)`` as ``exp(Q)``; ``centers``: (M, d), ``weights``: (M,)."""
-
-    def __init__(self, centers: th.Tensor, weights: th.Tensor, sigma: float):
-        self.centers = centers
-        self.weights = weights / weights.sum()
-        self.sigma = sigma
-
-    def log_density(self, actions: th.Tensor) -> th.Tensor:
-        """``log p(a)`` for actions (..., d) -> (...)."""
-        d = self.centers.shape[1]
-        sq = ((actions.unsqueeze(-2) - self.centers) ** 2).sum(-1)  # (..., M)
-        log_norm = -0.5 * d * math.log(2 * math.pi * self.sigma**2)
-        return th.logsumexp(th.log(self.weights) + log_norm - sq / (2 * self.sigma**2), dim=-1)
-
-    def q_function(self, proposals: th.Tensor, rows: th.Tensor) -> th.Tensor:
-        """Q of proposals (B', K, d) -> (B', K); the same at every state."""
-        return self.log_density(proposals)
-
-    def sample(self, n: int, generator: th.Generator) -> th.Tensor:
-        """n exact samples (n, d)."""
-        component = th.multinomial(self.weights, n, replacement=True, generator=generator)
-        noise = th.randn(n, self.centers.shape[1], generator=generator)
-        return self.centers[component] + self.sigma * noise
-
-    def nearest_mode(self, actions: th.Tensor) -> th.Tensor:
-        """Index (n,) of the nearest center, -1 where no center is within 3 sigma."""
-        distance = th.cdist(actions, self.centers)
-        nearest = distance.argmin(dim=1)
-        return th.where(distance.min(dim=1).values < 3 * self.sigma, nearest, -1)
 
 
 class SeparableBoxTarget:
@@ -133,7 +101,7 @@ class SeparableBoxTarget:
     def sample_noised(self, path: NoisePath, t: th.Tensor, generator: th.Generator) -> th.Tensor:
         """a_t ~ p_t for times t (B, 1): (B, d), float32."""
         a0 = self.sample(t.shape[0], generator).float()
-        return path.noise(a0, t, th.randn(a0.shape, generator=generator))
+        return path.noised(a0, t, th.randn(a0.shape, generator=generator))
 
     def mass_beyond(self, threshold: float) -> th.Tensor:
         """``P(a_i > threshold)`` under the target, per dimension (d,)."""

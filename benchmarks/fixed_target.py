@@ -2,19 +2,21 @@
 
 With a fixed ``Q`` there is no critic to learn, so what is measured is the flow alone: does the
 one-step map ``a = e - u(e, 0, 1)`` sample the Boltzmann target as well as the same network's
-k-step sampler does? Used by the tests and by ``benchmarks/``.
+k-step sampler does? Used by the tests and by the benchmarks.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
+from functools import partial
 from typing import Any
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
 
+from sb3_som.meanflow import network_velocity_jvp
 from sb3_som.objective import FlowTargetConfig, actor_losses
 from sb3_som.paths import LinearPath, NoisePath
 from sb3_som.policies import MeanFlowActor
@@ -64,13 +66,22 @@ def train_on_fixed_target(
     schedule = th.optim.lr_scheduler.LambdaLR(optimizer, decay)
     features = th.zeros(batch_size, 1)
     velocity = actor.velocity_at(features)
-    velocity_jvp = actor.velocity_jvp_at(features)
+    velocity_jvp = network_velocity_jvp(partial(actor.network_input, features), actor.velocity_net)
     history = []
     for _ in range(iterations):
         noise = th.randn(batch_size, actor.action_dim)
         with th.no_grad():
             a0 = actor.sample(features, noise, steps=1)
-        losses = actor_losses(velocity, a0, noise, path, q_function, config, th.tensor(1.0), velocity_jvp)
+        losses = actor_losses(
+            u_fn=velocity,
+            a0=a0,
+            noise=noise,
+            path=path,
+            q_function=q_function,
+            config=config,
+            q_scale=th.tensor(1.0),
+            u_jvp=velocity_jvp,
+        )
         optimizer.zero_grad()
         losses.total.backward()
         optimizer.step()

@@ -1,0 +1,40 @@
+"""SAC's twin critics evaluated at many actions per state: the values behind SOM's target and Best-of-N (SB3 glue).
+
+Leading dimensions are free, so K actions per state go through each Q network in one call.
+"""
+
+from __future__ import annotations
+
+import torch as th
+from stable_baselines3.common.policies import ContinuousCritic
+
+from sb3_som.score import QFunction
+
+# which critic values the score's proposals: the minimum over the Q networks (SAC's actor) or the first (TD3's)
+SCORE_CRITICS = ("min", "first")
+
+
+def q_from_features(critic: ContinuousCritic, features: th.Tensor, actions: th.Tensor, which: str = "min") -> th.Tensor:
+    """Q for actions (..., d) at already-extracted critic features (..., f): returns (..., 1).
+
+    ``which`` is "min" (the minimum over all Q networks, SAC's actor) or "first" (the first Q network
+    only, TD3's actor; half the rows with twin critics). Leading dimensions are free, so K proposals per
+    state go through each Q network in one call.
+    """
+    q_input = th.cat([features, actions], dim=-1)
+    flat_input = q_input.reshape(-1, q_input.shape[-1])  # (N, f + d): batch norm wants 2-D input
+    if which == "first":
+        q_values = critic.q_networks[0](flat_input)
+    else:
+        q_values = th.stack([q_net(flat_input) for q_net in critic.q_networks], dim=0).min(dim=0).values
+    return q_values.view(*q_input.shape[:-1], 1)
+
+
+def proposal_q_function(critic: ContinuousCritic, features: th.Tensor, which: str = "min") -> QFunction:
+    """Q of proposals (B', K, d) at the batch rows (B',) of critic features (B, f), as (B', K)."""
+
+    def q_function(proposals: th.Tensor, rows: th.Tensor) -> th.Tensor:
+        row_features = features[rows].unsqueeze(1).expand(-1, proposals.shape[1], -1)
+        return q_from_features(critic, row_features, proposals, which).squeeze(-1)
+
+    return q_function
