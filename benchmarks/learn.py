@@ -16,7 +16,9 @@ counters, the logger's pending values and the runner's own state) into ``--check
 ``runs/checkpoints/ALGO_ENV_SEED``, ignored by git); running the same command again continues from the latest
 checkpoint and appends to the same ``--out``. Evaluation lines of the run past that checkpoint (written by a
 process killed after it) are removed from ``--out`` before it continues, and written again. ``--stop-at S``
-ends the process at the first checkpoint at or after step S.
+ends the process at the first checkpoint at or after step S. ``--final-eval-episodes N`` adds, at the end of the
+budget, one line (``final_episodes: N``) whose return is the mean over N episodes started from the same initial states
+in every run, so final returns of algorithms and seeds compare without the spread that different starts add.
 
     python benchmarks/learn.py run --algo som --env Pendulum-v1 --seed 0 --timesteps 10000 --out runs.jsonl
     python benchmarks/learn.py run --algo som --env Hopper-v5 --seed 0 --timesteps 300000 --eval-every 10000 \\
@@ -71,6 +73,8 @@ PLAIN_KEYS = {"policy", "learning_rate", "buffer_size", "batch_size", "gamma", "
 RESUME_OPTIONS = ("algo", "env", "seed", "eval_every", "eval_episodes", "out")
 CHECKPOINT_PREFIX = "step_"  # a complete checkpoint: CHECKPOINT_DIR/step_<num_timesteps>/
 PARTIAL_PREFIX = ".partial-"  # a checkpoint being written (renamed to step_<n> when complete)
+# episode i of the final evaluation starts from reset(seed=FINAL_EVAL_SEED + i): the same starts for every run
+FINAL_EVAL_SEED = 1_000_000
 
 
 def zoo_hyperparams(algo: str, env_id: str) -> dict[str, Any]:
@@ -303,6 +307,27 @@ class Curve(BaseCallback):
         save_checkpoint(self.args.checkpoint_dir, self.model, state)
 
 
+def final_evaluation(model: BaseAlgorithm, env_id: str, episodes: int) -> list[float]:
+    """Deterministic returns of ``episodes`` episodes, episode i from ``reset(seed=FINAL_EVAL_SEED + i)`` of a fresh env.
+
+    Every run (any algorithm, any seed) meets the same initial states, so final returns compare without the
+    spread that different starts add (on Pendulum-v1 a start alone moves one episode's return by hundreds).
+    """
+    env = gym.make(env_id)
+    returns = []
+    for episode in range(episodes):
+        observation, _ = env.reset(seed=FINAL_EVAL_SEED + episode)
+        total, done = 0.0, False
+        while not done:
+            action, _ = model.predict(observation, deterministic=True)
+            observation, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    env.close()
+    return returns
+
+
 def current_commit() -> str:
     """The checkout's commit, with ``+`` when its tracked files differ from it."""
     here = os.path.dirname(os.path.abspath(__file__))
@@ -350,6 +375,12 @@ def run(args: argparse.Namespace) -> OffPolicyAlgorithm | None:
     model.learn(args.timesteps - model.num_timesteps, callback=curve, reset_num_timesteps=not saved)
     if args.checkpoint_every and not curve.stopping and runner["last_checkpoint"] < model.num_timesteps:
         curve.save()  # the end of the budget: a later command with a larger --timesteps continues from here
+    if args.final_eval_episodes and not curve.stopping:
+        returns = final_evaluation(model, args.env, args.final_eval_episodes)
+        row = dict(record, timesteps=model.num_timesteps, final_episodes=args.final_eval_episodes,
+                   mean_return=float(np.mean(returns)), std_return=float(np.std(returns)))  # fmt: skip
+        with open(args.out, "a") as file:
+            file.write(json.dumps(row) + "\n")
     return model
 
 
@@ -359,8 +390,12 @@ def report(args: argparse.Namespace) -> None:
         with open(path) as file:
             rows += [json.loads(line) for line in file if line.strip()]
     curves: dict[str, dict[str, dict[int, dict[int, float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
+    final_runs: dict[tuple[str, int, int], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
-        curves[row["env"]][row["algo"]][row["seed"]][row["timesteps"]] = row["mean_return"]
+        if "final_episodes" in row:
+            final_runs[row["env"], row["timesteps"], row["final_episodes"]][row["algo"]].append(row["mean_return"])
+        else:
+            curves[row["env"]][row["algo"]][row["seed"]][row["timesteps"]] = row["mean_return"]
     lines = ["| task | budget (steps) | SOM | SAC | seeds (SOM, SAC) |", "|---|---|---|---|---|"]
     for env_id, by_algo in curves.items():
         budget = min(max(points) for seeds in by_algo.values() for points in seeds.values())
@@ -372,6 +407,15 @@ def report(args: argparse.Namespace) -> None:
         seeds = ", ".join(str(len(by_algo.get(algo, {}))) for algo in ("som", "sac"))
         lines.append(f"| {env_id} | {budget} | {cells[0]} | {cells[1]} | {seeds} |")
     table = "\n".join(lines) + "\n\nCells: mean ± std over seeds of the deterministic evaluation return (per-seed values).\n"
+    if final_runs:
+        lines = ["| task | steps | episodes | SOM | SAC |", "|---|---|---|---|---|"]
+        for (env_id, steps, episodes), by_algo in sorted(final_runs.items()):
+            cells = [f"{np.mean(v):.0f} ± {np.std(v):.0f} ({', '.join(f'{x:.0f}' for x in v)})" if (v := by_algo.get(algo))
+                     else "-" for algo in ("som", "sac")]  # fmt: skip
+            lines.append(f"| {env_id} | {steps} | {episodes} | {cells[0]} | {cells[1]} |")
+        note = ("\nFinal evaluation (--final-eval-episodes): every run from the same initial states; mean ± std over\n"
+                "seeds of each run's mean deterministic return (per-seed values).\n\n")  # fmt: skip
+        table += note + "\n".join(lines) + "\n"
     print(table)
     if args.table:
         with open(args.table, "w") as file:
@@ -411,6 +455,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     one.add_argument("--timesteps", type=int, required=True)
     one.add_argument("--eval-every", type=int, default=1000)
     one.add_argument("--eval-episodes", type=int, default=10)
+    one.add_argument(
+        "--final-eval-episodes",
+        type=int,
+        default=0,
+        help="at the end of the budget, evaluate this many episodes from the same initial states as every run",
+    )
     one.add_argument("--device", default="cpu")
     one.add_argument("--out", required=True, help="JSON-lines file the evaluations are appended to")
     one.add_argument("--checkpoint-every", type=int, help="save a checkpoint every N steps and resume from the latest one")
@@ -423,6 +473,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.command == "report":
         return args
+    if args.final_eval_episodes < 0:
+        parser.error("--final-eval-episodes must be >= 0")
     if args.checkpoint_every is not None and args.checkpoint_every < 1:
         parser.error("--checkpoint-every must be >= 1")
     if (args.checkpoint_dir is not None or args.stop_at is not None) and args.checkpoint_every is None:

@@ -113,3 +113,21 @@ def test_mujoco_env_state_survives_pickling(learn: ModuleType):
         assert all(np.array_equal(a, b) for a, b in zip(env.step(action)[:4], twin.step(action)[:4], strict=True))
     assert len(env.get_wrapper_attr("episode_returns")) > 1
     assert env.get_wrapper_attr("episode_returns") == twin.get_wrapper_attr("episode_returns")
+
+
+def test_final_evaluation_starts_every_run_from_the_same_states(
+    learn: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    monkeypatch.setattr(learn, "zoo_hyperparams", lambda *_: copy.deepcopy(TINY))
+    out = tmp_path / "runs.jsonl"
+    model = learn.run(learn.parse_args(["run", "--algo", "sac", "--env", "Pendulum-v1", "--seed", "0", "--timesteps", "200",
+                                        "--eval-every", "100", "--eval-episodes", "1", "--final-eval-episodes", "2",
+                                        "--out", str(out)]))  # fmt: skip
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row.get("final_episodes") for row in rows] == [None, None, 2]
+    again = learn.final_evaluation(model, "Pendulum-v1", 2)  # the same starts, the same deterministic policy
+    assert rows[-1]["mean_return"] == pytest.approx(np.mean(again))
+    starts = [gym.make("Pendulum-v1").reset(seed=learn.FINAL_EVAL_SEED + i)[0] for i in range(2)]
+    assert not np.allclose(starts[0], starts[1])  # each episode its own start
+    learn.report(learn.parse_args(["report", str(out)]))
+    assert "| Pendulum-v1 | 200 | 2 | - |" in capsys.readouterr().out
