@@ -34,7 +34,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "p1": dict(loss_weight_power=1.0),
     "fraction25": dict(mean_flow_fraction=0.25),
     "logit_normal_fraction25_p1": dict(time_sampler="logit_normal", mean_flow_fraction=0.25, loss_weight_power=1.0),
-    "batch_norm_q": dict(q_normalization="batch"),
     "a0_buffer": dict(a0_source="buffer"),
     "no_distillation": dict(distillation_steps=0),
     "distillation_coef3": dict(distillation_coef=3.0),

@@ -52,7 +52,7 @@ def actor_losses(
     path: NoisePath,
     q_function: QFunction,
     config: FlowTargetConfig,
-    q_scale: th.Tensor | None = None,
+    q_scale: th.Tensor,
     u_jvp: AverageVelocityJVP | None = None,
 ) -> ActorLosses:
     """Loss of the MeanFlow actor ``u_fn(a_t, r, t)`` (state features already bound).
@@ -60,7 +60,7 @@ def actor_losses(
     :param a0: (B, d) clean actions to noise (the policy's own samples or the buffer's), detached
     :param noise: (B, d) standard normal noise, the student's input for self-distillation
     :param q_function: Q of proposals (B', K, d) at batch rows (B',) -> (B', K)
-    :param q_scale: the Q spread that ``alpha`` is relative to (None: standardise over the batch)
+    :param q_scale: the Q spread that ``alpha`` is relative to, a scalar
     :param u_jvp: ``u_fn`` and its time derivative along the flow in one call (None: ``torch.func.jvp``)
     """
     batch_size = a0.shape[0]

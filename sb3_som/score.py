@@ -122,8 +122,8 @@ def estimate_velocity(
     q_function: QFunction,
     alpha: float,
     n_samples: int,
-    estimator: str = "hybrid",
-    q_scale: th.Tensor | None = None,
+    estimator: str,
+    q_scale: th.Tensor,
 ) -> VelocityTarget:
     """Monte-Carlo probability-flow velocity of the box-supported Boltzmann policy ``exp(alpha Q / q_scale)``.
 
@@ -133,8 +133,7 @@ def estimate_velocity(
     :param estimator: "posterior" (Tweedie form everywhere) or "hybrid" (the gradient form for each
         state and dimension whose posterior lies ``FACE_MARGIN`` proposal standard deviations inside the
         box, the posterior form elsewhere)
-    :param q_scale: the Q spread to divide by, a scalar or (B, 1); ``None`` standardises Q over
-        all proposals of the batch
+    :param q_scale: the Q spread to divide by, a scalar or (B, 1)
     :return: velocity (B, d), score (B, d), the proposals' Q values (B, K) and the gradient-form mask (B, d), all detached
     """
     if estimator not in ESTIMATORS:
@@ -164,8 +163,6 @@ def estimate_velocity(
         with th.no_grad():
             q_values[post_rows] = q_function(a0[post_rows], post_rows)
 
-    if q_scale is None:
-        q_scale = q_values.std() + 1e-6
     logits = alpha * q_values / q_scale  # (B, K); per-state shifts cancel in the softmax
     weights = th.softmax(logits, dim=1).unsqueeze(-1)  # (B, K, 1)
 

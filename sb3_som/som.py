@@ -39,7 +39,6 @@ from sb3_som.validation import check_choice, check_fraction, check_int, check_no
 
 SelfSOM = TypeVar("SelfSOM", bound="SOM")
 
-Q_NORMALIZATIONS = ("state", "batch")
 A0_SOURCES = ("policy", "buffer")
 TIME_SAMPLERS = ("logit_normal", "uniform")
 NOISE_PATHS = ("linear", "vp")
@@ -65,7 +64,6 @@ SETTING_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "n_score_samples": partial(check_int, minimum=1),
     "score_critic": partial(check_choice, choices=SCORE_CRITICS),
     "score_estimator": partial(check_choice, choices=ESTIMATORS),
-    "q_normalization": partial(check_choice, choices=Q_NORMALIZATIONS),
     "noise_path": partial(check_choice, choices=NOISE_PATHS),
     "beta_min": check_positive,
     "beta_max": check_positive,
@@ -107,10 +105,12 @@ class SOM(OffPolicyAlgorithm):
     :param replay_buffer_kwargs: keyword arguments to pass to the replay buffer on creation
     :param optimize_memory_usage: enable a memory efficient variant of the replay buffer
     :param n_steps: n-step returns for the critic (as in SAC)
-    :param alpha: inverse temperature of the target policy ``exp(alpha * Qn)`` on the normalised
-        Q (see ``q_normalization``), in (0, 1e4]; larger is greedier. Above 1e4 the weights of the K proposals
-        are one-hot for any Q difference the critic resolves, and the logits and the critic-gradient score,
-        which grow with alpha, approach float32 overflow
+    :param alpha: inverse temperature of the target policy ``exp(alpha * Q / q_scale)``, in (0, 1e4]; larger
+        is greedier. ``q_scale`` is the spread of Q across uniform actions at a state (averaged over the batch),
+        floored at the critic's own RMS TD error on the batch (differences between actions smaller than the
+        critic's error are not trusted). Above 1e4 the weights of the K proposals are one-hot for any Q difference
+        the critic resolves, and the logits and the critic-gradient score, which grow with alpha, approach
+        float32 overflow
     :param n_score_samples: Monte-Carlo proposals per state for the score estimate (K), >= 1; each update
         evaluates the critic on ``batch_size * n_score_samples`` proposals, at most 2**22 (4,194,304; memory)
     :param score_critic: which critic values the proposals: "first" (the first Q network, as TD3's
@@ -121,10 +121,6 @@ class SOM(OffPolicyAlgorithm):
         inside the box, where it is the more accurate form, and the posterior-mean form elsewhere) or
         "posterior" (the posterior-mean form everywhere, no critic gradient, noisier at small t); both are
         consistent everywhere in the box, faces included
-    :param q_normalization: how Q is normalised before ``alpha`` applies: "state" divides by the
-        spread of Q across uniform actions at the same state (averaged over the batch), floored at the
-        critic's own RMS TD error on the batch (differences between actions smaller than the critic's
-        error are not trusted), "batch" standardises over all proposals of the batch
     :param noise_path: "linear" (``a_t = (1 - t) a_0 + t e``) or "vp" (variance preserving)
     :param beta_min: ``beta(0)`` of the VP path
     :param beta_max: ``beta(1)`` of the VP path, > ``beta_min``, with ``beta_min + beta_max <= 320``: the path's
@@ -191,7 +187,6 @@ class SOM(OffPolicyAlgorithm):
         n_score_samples: int = 16,
         score_critic: str = "first",
         score_estimator: str = "hybrid",
-        q_normalization: str = "state",
         noise_path: str = "linear",
         beta_min: float = 0.1,
         beta_max: float = 20.0,
@@ -245,7 +240,6 @@ class SOM(OffPolicyAlgorithm):
         self.n_score_samples = n_score_samples
         self.score_critic = score_critic
         self.score_estimator = score_estimator
-        self.q_normalization = q_normalization
         self.noise_path = noise_path
         self.beta_min = beta_min
         self.beta_max = beta_max
@@ -418,7 +412,7 @@ class SOM(OffPolicyAlgorithm):
                 critic_features = self.critic.extract_features(replay_data.observations, self.critic.features_extractor)
                 noise = th.randn_like(replay_data.actions)
                 a0 = self.actor.sample(actor_features, noise, steps=1) if self.a0_source == "policy" else replay_data.actions
-                q_scale = self._q_scale(critic_features, td_error_rms) if self.q_normalization == "state" else None
+                q_scale = self._q_scale(critic_features, td_error_rms)
 
             losses = actor_losses(
                 u_fn=self.actor.velocity_at(actor_features),
@@ -434,7 +428,7 @@ class SOM(OffPolicyAlgorithm):
             logs["meanflow_loss"].append(losses.meanflow.item())
             if losses.distillation is not None:
                 logs["distillation_loss"].append(losses.distillation.item())
-            logs["q_scale"].append(float(losses.target.q_values.std() if q_scale is None else q_scale))
+            logs["q_scale"].append(float(q_scale))
             logs["score_norm"].append(losses.target.score.norm(dim=-1).mean().item())
             logs["target_velocity_norm"].append(losses.target.velocity.norm(dim=-1).mean().item())
             self.actor.optimizer.zero_grad()

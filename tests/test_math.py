@@ -251,7 +251,7 @@ def test_estimator_rejects_unknown_forms():
     t = th.full((4, 1), 0.5)
     for estimator in ("tweedie", "gradient"):
         with pytest.raises(ValueError, match="score_estimator"):
-            estimate_velocity(LinearPath(), th.zeros(4, 3), t, TARGET.q_function, 1.0, 8, estimator)
+            estimate_velocity(LinearPath(), th.zeros(4, 3), t, TARGET.q_function, 1.0, 8, estimator, q_scale=th.tensor(1.0))
 
 
 def small_velocity_network(action_dim: int = 3) -> th.nn.Module:

@@ -63,7 +63,6 @@ def test_public_api_and_sac_like_attributes():
         (dict(score_estimator="tweedie"), "score_estimator"),
         (dict(score_critic="mean"), "score_critic"),
         (dict(score_estimator="gradient"), "score_estimator"),
-        (dict(q_normalization="global"), "q_normalization"),
         (dict(noise_path="cosine"), "noise_path"),
         (dict(noise_path="vp", beta_min=5.0, beta_max=1.0), "beta_max"),
         (dict(time_sampler="beta"), "time_sampler"),
@@ -202,7 +201,7 @@ def test_settings_assigned_after_construction_take_effect_at_the_next_update(mon
 @pytest.mark.parametrize(
     "overrides",
     [
-        dict(score_estimator="posterior", q_normalization="batch"),
+        dict(score_estimator="posterior"),
         dict(noise_path="vp", time_sampler="uniform", a0_source="buffer", distillation_steps=0),
         dict(time_sampler="logit_normal", loss_weight_power=1.0),
         dict(score_critic="min", n_score_samples=32),
