@@ -140,9 +140,10 @@ class SOM(OffPolicyAlgorithm):
     :param n_action_candidates: Best-of-N at inference: N actions per state, the critic's argmax is
         kept (1 = off: ``predict`` is one actor call and no critic call), at most 1024 (each ``predict``
         evaluates the actor and the critic on N rows per state); the policy's setting, changeable at any time
-        (``model.n_action_candidates = 4``, ``SOM.load(path, n_action_candidates=4)``)
+        (``model.n_action_candidates = 4``, ``SOM.load(path, n_action_candidates=4)``); None takes the policy's
+        (1, or ``policy_kwargs["n_action_candidates"]``; giving both with different values raises ``ValueError``)
     :param sampling_steps: MeanFlow steps per action at inference (1 = one network call); the actor's setting,
-        changeable as ``n_action_candidates``
+        changeable and defaulted as ``n_action_candidates``
     :param target_update_interval: update the target network every ``target_update_interval`` gradient steps
     :param stats_window_size: window size for the rollout logging
     :param tensorboard_log: the log location for tensorboard (if None, no logging)
@@ -196,8 +197,8 @@ class SOM(OffPolicyAlgorithm):
         distillation_steps: int = 8,
         distillation_coef: float = 1.0,
         loss_weight_power: float = 0.5,
-        n_action_candidates: int = 1,
-        sampling_steps: int = 1,
+        n_action_candidates: int | None = None,
+        sampling_steps: int | None = None,
         target_update_interval: int = 1,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
@@ -208,8 +209,15 @@ class SOM(OffPolicyAlgorithm):
         _init_setup_model: bool = True,
     ):
         policy_kwargs = dict(policy_kwargs or {})
-        policy_kwargs.setdefault("n_action_candidates", n_action_candidates)
-        policy_kwargs.setdefault("sampling_steps", sampling_steps)
+        for name, value in (("n_action_candidates", n_action_candidates), ("sampling_steps", sampling_steps)):
+            if value is None:
+                continue  # the policy's default, or policy_kwargs'
+            if name in policy_kwargs and policy_kwargs[name] != value:
+                raise ValueError(
+                    f"{name} is given twice, as {value!r} and as policy_kwargs[{name!r}] = {policy_kwargs[name]!r}: "
+                    "give it once (both set the policy's setting)"
+                )
+            policy_kwargs[name] = value
         super().__init__(
             policy,
             env,

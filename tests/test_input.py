@@ -152,6 +152,20 @@ def test_load_sets_the_policy_inference_settings_and_save_keeps_them(saved_model
     np.testing.assert_array_equal(reloaded.predict(observations, deterministic=True)[0], actions)
 
 
+def test_inference_settings_have_one_source_whichever_way_they_are_given():
+    tiny = {**TINY, "policy_kwargs": dict(net_arch=[16])}
+    assert SOM("MlpPolicy", "Pendulum-v1", **tiny).n_action_candidates == 1  # the policy's default
+    assert SOM("MlpPolicy", "Pendulum-v1", **tiny, n_action_candidates=4).policy.n_action_candidates == 4
+    from_kwargs = SOM("MlpPolicy", "Pendulum-v1", **{**tiny, "policy_kwargs": dict(net_arch=[16], sampling_steps=3)})
+    assert from_kwargs.actor.sampling_steps == 3
+    same = SOM(
+        "MlpPolicy", "Pendulum-v1", **{**tiny, "policy_kwargs": dict(net_arch=[16], sampling_steps=3)}, sampling_steps=3
+    )
+    assert same.sampling_steps == 3
+    with pytest.raises(ValueError, match=r"sampling_steps is given twice, as 2 and as policy_kwargs\['sampling_steps'\] = 3"):
+        SOM("MlpPolicy", "Pendulum-v1", **{**tiny, "policy_kwargs": dict(net_arch=[16], sampling_steps=3)}, sampling_steps=2)
+
+
 def test_best_of_n_changed_on_the_policy_predicts_a_batch():
     model = SOM("MlpPolicy", "Pendulum-v1", **TINY, seed=0)
     observations = np.random.default_rng(0).uniform(-1, 1, (64, 3)).astype(np.float32)
