@@ -20,7 +20,7 @@ from stable_baselines3.common.torch_layers import (
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
-from sb3_som.critic_values import q_from_features
+from sb3_som.critic_values import q_at_states
 from sb3_som.meanflow import AverageVelocity, sample_actions
 from sb3_som.paths import time_features
 from sb3_som.validation import check_action_box, check_int
@@ -342,8 +342,8 @@ class MeanFlowPolicy(BasePolicy):
         else:
             noise = th.randn(batch_size * n, self.actor.action_dim, device=actor_features.device)
         candidates = self.actor.sample(actor_features.repeat_interleave(n, dim=0), noise)
-        q_values = q_from_features(self.critic, critic_features.repeat_interleave(n, dim=0), candidates)
-        best = q_values.view(batch_size, n).argmax(dim=1)
+        q_values = q_at_states(self.critic, critic_features, candidates.view(batch_size, n, -1), "min")
+        best = q_values.argmax(dim=1)
         return candidates.view(batch_size, n, -1)[th.arange(batch_size, device=best.device), best]
 
     def set_training_mode(self, mode: bool) -> None:

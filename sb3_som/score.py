@@ -72,13 +72,21 @@ def truncated_normal(loc: th.Tensor, scale: th.Tensor, low: float, high: float, 
 def propose(a_t: th.Tensor, m_t: th.Tensor, s_t: th.Tensor, n_samples: int) -> th.Tensor:
     """``K`` proposals ``a_0^k`` from ``N(a_t / m_t, (s_t / m_t)^2 I)`` truncated to the box ``[-1, 1]^d``.
 
+    The K uniforms behind each state's proposals form a Latin hypercube: in every dimension, one falls in
+    each of the K strata ``[j / K, (j + 1) / K)``, in a random order per dimension. Each proposal is still
+    marginally a draw of the truncated Gaussian, so the self-normalised estimates stay consistent, and the
+    proposals cover the posterior more evenly than independent draws (lower variance at the same K:
+    ``benchmarks/results/proposal_variance.md``).
+
     :param a_t: (B, d) noised actions
     :param m_t: (B, 1) mean coefficient; ``s_t``: (B, 1) noise scale
     :return: (B, K, d)
     """
     loc = (a_t / m_t).unsqueeze(1).expand(-1, n_samples, -1)
     scale = (s_t / m_t).unsqueeze(1).expand_as(loc)
-    return truncated_normal(loc, scale, -1.0, 1.0, th.rand(loc.shape, device=a_t.device))
+    strata = th.rand(a_t.shape[0], a_t.shape[1], n_samples, device=a_t.device).argsort(dim=-1).transpose(1, 2)
+    uniforms = (strata + th.rand(loc.shape, device=a_t.device)) / n_samples  # (B, K, d)
+    return truncated_normal(loc, scale, -1.0, 1.0, uniforms)
 
 
 def velocity_from_score(path: NoisePath, a_t: th.Tensor, t: th.Tensor, score: th.Tensor) -> th.Tensor:

@@ -22,7 +22,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import get_parameters_by_name, polyak_update
 from torch.nn import functional as F
 
-from sb3_som.critic_values import SCORE_CRITICS, proposal_q_function, q_from_features
+from sb3_som.critic_values import SCORE_CRITICS, proposal_q_function, q_at_states
 from sb3_som.meanflow import network_velocity_jvp
 from sb3_som.objective import FlowTargetConfig, actor_losses
 from sb3_som.paths import NoisePath, make_path
@@ -355,8 +355,7 @@ class SOM(OffPolicyAlgorithm):
         """Typical spread of Q across uniform actions at one state, averaged over states (a scalar)."""
         features = critic_features[:Q_SPREAD_STATES]
         uniform_actions = 2 * th.rand(features.shape[0], Q_SPREAD_ACTIONS, self.actor.action_dim, device=self.device) - 1
-        features = features.unsqueeze(1).expand(-1, Q_SPREAD_ACTIONS, -1)
-        q_values = q_from_features(self.critic, features, uniform_actions, self.score_critic).squeeze(-1)
+        q_values = q_at_states(self.critic, features, uniform_actions, self.score_critic)
         return q_values.std(dim=1).mean() + 1e-6
 
     def _check_finite(self, name: str, loss: th.Tensor) -> float:

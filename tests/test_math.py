@@ -14,6 +14,7 @@ from sb3_som.paths import LinearPath, VPPath, make_path, sample_r_t, time_featur
 from sb3_som.score import (
     FACE_MARGIN,
     estimate_velocity,
+    propose,
     score_from_posterior_mean,
     truncated_normal,
     velocity_from_posterior_mean,
@@ -96,6 +97,21 @@ def test_truncated_normal_matches_scipy_and_stays_in_the_box(loc, scale):
     reference = truncnorm((-1 - loc) / scale, (1 - loc) / scale, loc=loc, scale=scale)
     assert abs(samples.mean().item() - reference.mean()) < 0.02
     assert abs(samples.std().item() - reference.std()) < 0.02
+
+
+def test_proposals_form_a_latin_hypercube_of_the_truncated_gaussian_per_state():
+    th.manual_seed(0)
+    n_states, n_samples = 50, 8
+    a_t, t = 2.2 * th.rand(n_states, 3) - 1.1, th.full((n_states, 1), 0.3)
+    path = LinearPath()
+    m_t, s_t = path.mean_coef(t), path.std(t)
+    proposals = propose(a_t, m_t, s_t, n_samples).double()  # (B, K, d)
+    loc, scale = (a_t / m_t).double().unsqueeze(1), (s_t / m_t).double().unsqueeze(1)
+    low, high = (-1 - loc) / scale, (1 - loc) / scale
+    cdf = truncnorm.cdf(((proposals - loc) / scale).numpy(), low.numpy(), high.numpy())  # U(0, 1) if exact
+    strata = th.floor(th.as_tensor(cdf) * n_samples).clamp(max=n_samples - 1).sort(dim=1).values
+    expected = th.arange(n_samples, dtype=strata.dtype).view(1, -1, 1).expand_as(strata)
+    assert (strata == expected).float().mean() > 0.999  # one proposal per stratum, per state and dimension
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
