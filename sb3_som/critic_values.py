@@ -49,6 +49,7 @@ def q_at_states(critic: ContinuousCritic, features: th.Tensor, actions: th.Tenso
     for network in networks:
         assert isinstance(network, nn.Sequential)  # _splittable
         first = network[0]
+        assert isinstance(first, nn.Linear)
         state_part = F.linear(features, first.weight[:, :n_features], first.bias).unsqueeze(1)  # (S, 1, h)
         hidden = state_part + F.linear(actions, first.weight[:, n_features:])  # (S, N, h)
         values.append(network[1:](hidden).squeeze(-1))
