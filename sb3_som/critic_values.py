@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import torch as th
 from stable_baselines3.common.policies import ContinuousCritic
-from torch import nn
-from torch.nn import functional as F
 
 from sb3_som.score import QFunction
 
@@ -35,32 +33,10 @@ def q_from_features(critic: ContinuousCritic, features: th.Tensor, actions: th.T
 def q_at_states(critic: ContinuousCritic, features: th.Tensor, actions: th.Tensor, which: str) -> th.Tensor:
     """Q of N actions per state: critic features (S, f), actions (S, N, d) -> (S, N).
 
-    Each Q network's first layer is split into its state and action columns, ``W [s; a] + b = (W_s s + b) + W_a a``,
-    so the state's part runs once per state instead of once per action (the same values as :func:`q_from_features`
-    up to float rounding, without the (S * N, f + d) input). Networks whose layers are not all linear maps and
-    element-wise activations (a batch norm, say) take :func:`q_from_features`.
+    All S * N rows go through each Q network in one call, as one 2-D batch.
     """
-    networks = critic.q_networks[:1] if which == "first" else critic.q_networks
-    if not all(_splittable(network) for network in networks):
-        expanded = features.unsqueeze(1).expand(-1, actions.shape[1], -1)
-        return q_from_features(critic, expanded, actions, which).squeeze(-1)
-    n_features = features.shape[-1]
-    values = []
-    for network in networks:
-        assert isinstance(network, nn.Sequential)  # _splittable
-        first = network[0]
-        assert isinstance(first, nn.Linear)
-        state_part = F.linear(features, first.weight[:, :n_features], first.bias).unsqueeze(1)  # (S, 1, h)
-        hidden = state_part + F.linear(actions, first.weight[:, n_features:])  # (S, N, h)
-        values.append(network[1:](hidden).squeeze(-1))
-    return values[0] if len(values) == 1 else th.stack(values, dim=0).min(dim=0).values
-
-
-def _splittable(network: nn.Module) -> bool:
-    """Whether ``network`` is an ``nn.Sequential`` of a first ``nn.Linear`` and then only linear maps and activations."""
-    if not isinstance(network, nn.Sequential) or len(network) == 0 or not isinstance(network[0], nn.Linear):
-        return False
-    return all(isinstance(layer, nn.Linear) or not any(True for _ in layer.parameters()) for layer in network)
+    expanded = features.unsqueeze(1).expand(-1, actions.shape[1], -1)
+    return q_from_features(critic, expanded, actions, which).squeeze(-1)
 
 
 def proposal_q_function(critic: ContinuousCritic, features: th.Tensor, which: str) -> QFunction:

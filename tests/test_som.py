@@ -12,7 +12,7 @@ from gymnasium import spaces
 from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_som import SOM, MlpMeanFlowPolicy
-from sb3_som.critic_values import SCORE_CRITICS, proposal_q_function, q_at_states, q_from_features
+from sb3_som.critic_values import proposal_q_function
 from sb3_som.meanflow import network_velocity_jvp, sample_actions
 from sb3_som.policies import MeanFlowActor
 from sb3_som.score import estimate_velocity
@@ -227,23 +227,6 @@ def test_score_critic_values_proposals_with_the_first_critic_or_the_minimum_of_b
     assert th.allclose(first, per_critic[0])
     assert th.allclose(lowest, th.minimum(*per_critic))
     assert not th.allclose(per_critic[0], per_critic[1])  # the two choices are distinguishable
-
-
-def test_q_at_states_splits_the_first_layer_with_the_values_and_gradients_of_the_plain_critic():
-    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, seed=0)
-    features, actions = th.randn(6, 3), (2 * th.rand(6, 5, 1) - 1).requires_grad_(True)
-    inputs = th.cat([features.unsqueeze(1).expand(-1, 5, -1), actions], dim=-1)
-    for which in SCORE_CRITICS:
-        split = q_at_states(model.critic, features, actions, which)
-        (split_grad,) = th.autograd.grad(split.sum(), actions)
-        plain = q_from_features(model.critic, features.unsqueeze(1).expand(-1, 5, -1), actions, which).squeeze(-1)
-        (plain_grad,) = th.autograd.grad(plain.sum(), actions)
-        th.testing.assert_close(split, plain)
-        th.testing.assert_close(split_grad, plain_grad)
-    # a Q network with a batch norm cannot be split: the plain evaluation is used
-    model.critic.q_networks[0].insert(1, th.nn.BatchNorm1d(32)).eval()
-    expected = model.critic.q_networks[0](inputs.reshape(-1, 4)).view(6, 5)
-    th.testing.assert_close(q_at_states(model.critic, features, actions, "first"), expected)
 
 
 def test_one_step_acting_path_equals_the_generic_one_step_sampler():
