@@ -50,9 +50,10 @@ QFunction = Callable[[th.Tensor, th.Tensor], th.Tensor]
 def truncated_normal(loc: th.Tensor, scale: th.Tensor, low: float, high: float, noise_uniform: th.Tensor) -> th.Tensor:
     """Inverse-CDF sample of ``N(loc, scale^2)`` truncated to ``[low, high]``, per element.
 
-    ``noise_uniform`` holds U(0, 1) draws of the output's shape. Works in float64, on the lower
-    tail (intervals right of the mean are mirrored) and with the log-CDF, so that intervals many
-    standard deviations away, where the Gaussian CDF rounds to 0 or 1, are still sampled exactly.
+    ``noise_uniform`` holds U(0, 1) draws of the output's shape; ``loc`` and ``scale`` broadcast to it (the
+    interval's CDF values are computed at their shape, so K draws per (loc, scale) cost one evaluation). Works in
+    float64, on the lower tail (intervals right of the mean are mirrored) and with the log-CDF, so that intervals
+    many standard deviations away, where the Gaussian CDF rounds to 0 or 1, are still sampled exactly.
     """
     loc64, scale64 = loc.double(), scale.double()
     lo = (low - loc64) / scale64
@@ -72,20 +73,22 @@ def truncated_normal(loc: th.Tensor, scale: th.Tensor, low: float, high: float, 
 def propose(a_t: th.Tensor, m_t: th.Tensor, s_t: th.Tensor, n_samples: int) -> th.Tensor:
     """``K`` proposals ``a_0^k`` from ``N(a_t / m_t, (s_t / m_t)^2 I)`` truncated to the box ``[-1, 1]^d``.
 
-    The K uniforms behind each state's proposals form a Latin hypercube: in every dimension, one falls in
-    each of the K strata ``[j / K, (j + 1) / K)``, in a random order per dimension. Each proposal is still
-    marginally a draw of the truncated Gaussian, so the self-normalised estimates stay consistent, and the
-    proposals cover the posterior more evenly than independent draws (lower variance at the same K:
-    ``benchmarks/results/proposal_variance.md``).
+    The K uniforms behind each state's proposals form a Latin hypercube: in each dimension i, proposal k takes
+    stratum ``pi_i(k)`` of ``[0, 1)`` (``pi_i`` a random permutation of the K strata, drawn per state and
+    dimension) and a uniform point inside it. Each dimension's K uniforms cover all K strata,
+    and each proposal is still, on its own, a draw of the truncated Gaussian, so the self-normalised estimates stay
+    consistent, with lower variance than independent draws at the same K
+    (``benchmarks/results/proposal_variance.md``).
 
     :param a_t: (B, d) noised actions
     :param m_t: (B, 1) mean coefficient; ``s_t``: (B, 1) noise scale
     :return: (B, K, d)
     """
-    loc = (a_t / m_t).unsqueeze(1).expand(-1, n_samples, -1)
-    scale = (s_t / m_t).unsqueeze(1).expand_as(loc)
-    strata = th.rand(a_t.shape[0], a_t.shape[1], n_samples, device=a_t.device).argsort(dim=-1).transpose(1, 2)
-    uniforms = (strata + th.rand(loc.shape, device=a_t.device)) / n_samples  # (B, K, d)
+    batch_size, action_dim = a_t.shape
+    loc = (a_t / m_t).unsqueeze(1)  # (B, 1, d)
+    scale = (s_t / m_t).unsqueeze(1)  # (B, 1, 1)
+    strata = th.rand(batch_size, action_dim, n_samples, device=a_t.device).argsort(dim=-1).transpose(1, 2)  # (B, K, d)
+    uniforms = (strata + th.rand(batch_size, n_samples, action_dim, device=a_t.device)) / n_samples
     return truncated_normal(loc, scale, -1.0, 1.0, uniforms)
 
 
