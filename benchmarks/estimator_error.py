@@ -20,17 +20,19 @@ gradient form, for an interior Gaussian target in 6 and 17 dimensions. The face 
 those dimensions to small t; a switch time in t would be needed only if the posterior form were the
 better one somewhere inside that region.
 
-    python benchmarks/estimator_error.py [--samples 16] [--states 2000] > benchmarks/results/estimator_error.md
+    python benchmarks/estimator_error.py [--samples K] [--states 2000] > benchmarks/results/estimator_error.md
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import math
 
 import torch as th
 
 from reference_targets import SeparableBoxTarget
+from sb3_som import SOM
 from sb3_som.paths import NoisePath, make_path
 from sb3_som.score import FACE_MARGIN, estimate_velocity, propose, velocity_from_posterior_mean, velocity_from_score
 
@@ -139,8 +141,9 @@ def switch_table(path_name: str, dim: int, n_states: int, n_samples: int) -> flo
 
 
 def main() -> None:
+    default_samples = inspect.signature(SOM).parameters["n_score_samples"].default
     parser = argparse.ArgumentParser()
-    parser.add_argument("--samples", type=int, default=16, help="K, proposals per state")
+    parser.add_argument("--samples", type=int, default=default_samples, help="K, proposals per state (SOM's default)")
     parser.add_argument("--states", type=int, default=2000)
     args = parser.parse_args()
     th.set_num_threads(1)
