@@ -185,7 +185,7 @@ class SOM(OffPolicyAlgorithm):
         optimize_memory_usage: bool = False,
         n_steps: int = 1,
         alpha: float = 10.0,
-        n_score_samples: int = 8,
+        n_score_samples: int = 16,
         score_critic: str = "first",
         score_estimator: str = "hybrid",
         noise_path: str = "linear",
