@@ -4,8 +4,8 @@ Measures, as medians of ``--repeats`` repeats:
 (a) predict latency for one observation and for a batch of 256;
 (b) time per gradient step (``model.train(gradient_steps, batch_size)`` on a filled buffer);
 (c) the same SOM actor sampled with k = 1, 2, 5, 10, 20 steps;
-(d) SOM's gradient step as ``n_score_samples`` grows, per estimator, and with one or both critics
-    valuing the proposals;
+(d) SOM's gradient step with one setting changed at a time (``LEVERS``: K, the estimator, the critics that
+    value the proposals, the self-distillation's steps), each timed in alternation with SAC's;
 (e) the score estimation's achieved GFLOP/s against this machine's measured fp32 matmul rate.
 Times are reported together with their ratio to SAC's, which is what transfers between machines. In (a)
 and (b) SOM and SAC are timed in alternation and the ratio is the median of the per-pair ratios.
@@ -30,6 +30,17 @@ from sb3_som.paths import sample_r_t
 from sb3_som.score import FACE_MARGIN, estimate_velocity
 
 NET = dict(net_arch=[256, 256])
+# part (d): one change at a time from SOM's defaults
+LEVERS: list[dict[str, object]] = [
+    {},
+    {"n_score_samples": 8},
+    {"n_score_samples": 12},
+    {"n_score_samples": 32},
+    {"score_estimator": "posterior"},
+    {"score_critic": "min"},
+    {"distillation_steps": 4},
+    {"distillation_steps": 0},
+]
 
 
 def median_seconds(fn: Callable[[], object], repeats: int, number: int, device: str) -> float:
@@ -90,7 +101,9 @@ def score_gflops(som: SOM, batch: int, repeats: int, device: str) -> None:
     q_function = proposal_q_function(som.critic, features, som.score_critic)
 
     def estimate() -> None:
-        estimate_velocity(path, a_t, t, q_function, config.alpha, config.n_score_samples, config.score_estimator)
+        estimate_velocity(
+            path, a_t, t, q_function, config.alpha, config.n_score_samples, config.score_estimator, q_scale=th.tensor(1.0)
+        )
 
     seconds = median_seconds(estimate, repeats, 10, device)
     rows = batch * config.n_score_samples
@@ -107,13 +120,24 @@ def score_gflops(som: SOM, batch: int, repeats: int, device: str) -> None:
     print(f"| achieved / matmul | {flops / seconds / 1e9 / matmul_rate:.2f} |")
 
 
-def step_cell(som: SOM, args: argparse.Namespace, sac_seconds: float, **settings: object) -> str:
-    """SOM's gradient step with ``settings`` applied (kept for the next cell): "ms (ratio to SAC)"."""
+def step_cell(som: SOM, sac: SAC, args: argparse.Namespace, **settings: object) -> str:
+    """SOM's gradient step with ``settings`` applied, timed in alternation with SAC's: "ms (ratio to SAC)".
+
+    The settings are put back afterwards.
+    """
+    defaults = {name: getattr(som, name) for name in settings}
     for name, value in settings.items():
         setattr(som, name, value)
-    seconds = median_seconds(lambda: som.train(args.grad_steps, args.batch_size), max(3, args.repeats // 2), 1, args.device)
-    seconds /= args.grad_steps
-    return f"{seconds * 1e3:.1f} ({seconds / sac_seconds:.1f}x)"
+    t_som, _, ratio = paired_median_seconds(
+        lambda: som.train(args.grad_steps, args.batch_size),
+        lambda: sac.train(args.grad_steps, args.batch_size),
+        max(3, args.repeats // 2),
+        1,
+        args.device,
+    )
+    for name, value in defaults.items():
+        setattr(som, name, value)
+    return f"{t_som / args.grad_steps * 1e3:.1f} | {ratio:.2f}"
 
 
 def filled(model: SOM | SAC, steps: int) -> SOM | SAC:
@@ -177,19 +201,11 @@ def main() -> None:
     score_gflops(som, batch, args.repeats, device)
     if args.skip_sweep:
         return
-    print("\n## SOM gradient step by n_score_samples and estimator (ms; ratio to SAC's step)\n")
-    print("| K | posterior | hybrid |\n|---|---|---|")
-    for k in (8, 16, 32, 64, 128):
-        estimators = ("posterior", "hybrid")
-        cells = [step_cell(som, args, t_sac, n_score_samples=k, score_estimator=e) for e in estimators]
-        print(f"| {k} | " + " | ".join(cells) + " |")
-
-    print("\n## SOM gradient step by the critics that value the proposals (hybrid estimator; ms, ratio to SAC)\n")
-    print("| K | first critic | min of both |\n|---|---|---|")
-    som.score_estimator = "hybrid"
-    for k in (16, 32):
-        cells = [step_cell(som, args, t_sac, n_score_samples=k, score_critic=c) for c in ("first", "min")]
-        print(f"| {k} | " + " | ".join(cells) + " |")
+    print("\n## Levers: SOM's gradient step with one setting changed (alternating with SAC's step)\n")
+    print("| setting | SOM (ms) | SOM / SAC |\n|---|---|---|")
+    for settings in LEVERS:
+        label = ", ".join(f"{name}={value!r}" for name, value in settings.items()) or "defaults"
+        print(f"| {label} | {step_cell(som, sac, args, **settings)} |")
 
 
 if __name__ == "__main__":
