@@ -36,9 +36,9 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 
+import sb3_som.som as som_module
 from sb3_som import SOM
-from sb3_som.critic_values import q_from_features
-from sb3_som.som import Q_SPREAD_ACTIONS, Q_SPREAD_STATES
+from sb3_som.critic_values import Q_SPREAD_ACTIONS, Q_SPREAD_STATES, q_from_features
 
 # candidates of the second deterministic evaluation (Best-of-N by the critic)
 BEST_OF = 8
@@ -58,36 +58,42 @@ class RewardNoise(gym.Wrapper):
 
 
 def instrument(model: SOM, sums: dict[str, float], floor: str) -> None:
-    """Wrap ``model._q_scale`` so that each update adds its components to ``sums`` (and uses ``floor``)."""
+    """Replace SOM's Q spread and Q scale rule (``sb3_som.som.q_spread``, ``sb3_som.som.floored_q_scale``) so that
+    each update adds its components to ``sums`` and uses ``floor``."""
+    disagreements: dict[str, th.Tensor] = {}
 
-    def recorded(critic_features: th.Tensor, td_error_rms: th.Tensor) -> th.Tensor:
+    def recorded_spread(critic, critic_features: th.Tensor, which: str) -> th.Tensor:
         features = critic_features[:Q_SPREAD_STATES]
         actions = 2 * th.rand(features.shape[0], Q_SPREAD_ACTIONS, model.actor.action_dim) - 1
         features = features.unsqueeze(1).expand(-1, Q_SPREAD_ACTIONS, -1)
-        q1 = q_from_features(model.critic, features, actions, "first").squeeze(-1)
-        q2 = model.critic.q_networks[1](th.cat([features, actions], -1).reshape(-1, features.shape[-1] + actions.shape[-1]))
+        q1 = q_from_features(critic, features, actions, "first").squeeze(-1)
+        q2 = critic.q_networks[1](th.cat([features, actions], -1).reshape(-1, features.shape[-1] + actions.shape[-1]))
         difference = (q1 - q2.view_as(q1)) / math.sqrt(2)
-        difference_disagreement = difference.std(dim=1).mean().detach()
-        spread = q1.std(dim=1).mean().detach()
+        disagreements["difference"] = difference.std(dim=1).mean().detach()
+        disagreements["overall"] = difference.pow(2).mean().sqrt().detach()
+        return q1.std(dim=1).mean().detach()
+
+    def recorded_scale(spread: th.Tensor, td_error_rms: th.Tensor) -> th.Tensor:
         if floor == "td":
             value = th.maximum(spread, td_error_rms)
         elif floor == "none":
             value = spread
         else:
             factor = model.alpha if floor == "alpha-disagreement" else 1.0
-            value = th.maximum(spread, factor * difference_disagreement)
+            value = th.maximum(spread, factor * disagreements["difference"])
         for key, number in (
             ("spread", spread),
             ("td_rms", td_error_rms),
             ("q_scale", value),
-            ("disagreement", difference.pow(2).mean().sqrt()),
-            ("difference_disagreement", difference_disagreement),
+            ("disagreement", disagreements["overall"]),
+            ("difference_disagreement", disagreements["difference"]),
         ):
             sums[key] += float(number)
         sums["updates"] += 1
         return value
 
-    model._q_scale = recorded  # type: ignore[method-assign]
+    som_module.q_spread = recorded_spread
+    som_module.floored_q_scale = recorded_scale
 
 
 class Record(BaseCallback):

@@ -16,7 +16,8 @@ import numpy as np
 import torch as th
 from stable_baselines3 import SAC
 
-from sb3_som import SOM
+import sb3_som.som as som_module
+from sb3_som import SOM, critic_values
 
 sys.path.insert(0, f"{sys.argv[1]}/tests")
 from test_gae import InfiniteHorizonEnv
@@ -40,8 +41,8 @@ def trained(model_class: type, seed: int, steps: int = 500, frozen_actor: bool =
     )
     if frozen_actor:  # the actor keeps its initial weights; the critic trains as usual
         model.actor.optimizer.step = lambda *args, **kwargs: None
-    if not floor:  # the Q scale is the spread across actions alone, as before the TD-error floor
-        model._q_scale = lambda critic_features, td_error_rms: model._q_spread(critic_features)
+    # the Q scale is the spread across actions alone without the floor (sb3_som.som's own rule otherwise)
+    som_module.floored_q_scale = critic_values.floored_q_scale if floor else (lambda spread, td_error_rms: spread)
     model.learn(steps)
     return model
 
@@ -64,7 +65,8 @@ def diagnosis(model: SOM) -> str:
         data = model.replay_buffer.sample(256)
         next_q = model.critic_target(data.next_observations, model.actor(data.next_observations))[0]
         residual = data.rewards + (1 - data.dones) * model.gamma * next_q - model.critic(data.observations, data.actions)[0]
-        spread = model._q_spread(model.critic.extract_features(data.observations, model.critic.features_extractor))
+        features = model.critic.extract_features(data.observations, model.critic.features_extractor)
+        spread = critic_values.q_spread(model.critic, features, model.score_critic)
     actions = model.replay_buffer.actions[: model.replay_buffer.pos, 0]
     edge = (np.abs(actions) > 0.999).mean()
     return (

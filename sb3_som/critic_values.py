@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import torch as th
 from stable_baselines3.common.policies import ContinuousCritic
+from stable_baselines3.common.preprocessing import get_action_dim
 
 from sb3_som.score import QFunction
 
 # which critic values the score's proposals: the minimum over the Q networks (SAC's actor) or the first (TD3's)
 SCORE_CRITICS = ("min", "first")
+# states of the batch and uniform actions per state that measure the spread of Q across actions
+Q_SPREAD_STATES = 32
+Q_SPREAD_ACTIONS = 16
 
 
 def q_from_features(critic: ContinuousCritic, features: th.Tensor, actions: th.Tensor, which: str = "min") -> th.Tensor:
@@ -46,3 +50,22 @@ def proposal_q_function(critic: ContinuousCritic, features: th.Tensor, which: st
         return q_at_states(critic, features[rows], proposals, which)
 
     return q_function
+
+
+def q_spread(critic: ContinuousCritic, features: th.Tensor, which: str) -> th.Tensor:
+    """Typical spread of Q across actions at one state: the standard deviation of Q over ``Q_SPREAD_ACTIONS``
+    uniform actions in ``[-1, 1]^d``, averaged over the first ``Q_SPREAD_STATES`` states of critic features
+    (B, f); a scalar (plus 1e-6, so that it can divide)."""
+    features = features[:Q_SPREAD_STATES]
+    action_dim = get_action_dim(critic.action_space)
+    uniform_actions = 2 * th.rand(features.shape[0], Q_SPREAD_ACTIONS, action_dim, device=features.device) - 1
+    return q_at_states(critic, features, uniform_actions, which).std(dim=1).mean() + 1e-6
+
+
+def floored_q_scale(spread: th.Tensor, td_error_rms: th.Tensor) -> th.Tensor:
+    """The Q scale that ``alpha`` is relative to: the spread of Q across actions, never below the critic's RMS TD error.
+
+    Where Q hardly depends on the action (a reward that ignores it), its spread across actions is the
+    critic's noise, and dividing by it would make the target greedy on that noise. Scalars.
+    """
+    return th.maximum(spread, td_error_rms)

@@ -22,7 +22,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import get_parameters_by_name, polyak_update
 from torch.nn import functional as F
 
-from sb3_som.critic_values import SCORE_CRITICS, proposal_q_function, q_at_states
+from sb3_som.critic_values import SCORE_CRITICS, floored_q_scale, proposal_q_function, q_spread
 from sb3_som.meanflow import network_velocity_jvp
 from sb3_som.objective import FlowTargetConfig, actor_losses
 from sb3_som.paths import NoisePath, make_path
@@ -42,9 +42,6 @@ SelfSOM = TypeVar("SelfSOM", bound="SOM")
 A0_SOURCES = ("policy", "buffer")
 TIME_SAMPLERS = ("logit_normal", "uniform")
 NOISE_PATHS = ("linear", "vp")
-# states and uniform actions per state used to measure the spread of Q across actions
-Q_SPREAD_STATES = 32
-Q_SPREAD_ACTIONS = 16
 
 MAX_ALPHA = 1e4
 ALPHA_BOUND_REASON = (
@@ -341,23 +338,6 @@ class SOM(OffPolicyAlgorithm):
             loss_weight_power=self.loss_weight_power,
         )
 
-    def _q_scale(self, critic_features: th.Tensor, td_error_rms: th.Tensor) -> th.Tensor:
-        """The Q scale that ``alpha`` is relative to ("state" normalisation), a scalar.
-
-        The typical spread of Q across uniform actions at one state (averaged over states), but never
-        below the critic's RMS TD error: where Q hardly depends on the action (a reward that ignores it),
-        its spread across actions is the critic's noise, and dividing by it would make the target greedy
-        on that noise.
-        """
-        return th.maximum(self._q_spread(critic_features), td_error_rms)
-
-    def _q_spread(self, critic_features: th.Tensor) -> th.Tensor:
-        """Typical spread of Q across uniform actions at one state, averaged over states (a scalar)."""
-        features = critic_features[:Q_SPREAD_STATES]
-        uniform_actions = 2 * th.rand(features.shape[0], Q_SPREAD_ACTIONS, self.actor.action_dim, device=self.device) - 1
-        q_values = q_at_states(self.critic, features, uniform_actions, self.score_critic)
-        return q_values.std(dim=1).mean() + 1e-6
-
     def _check_finite(self, name: str, loss: th.Tensor) -> float:
         """The loss as a float; raises before the update that would use a non-finite loss.
 
@@ -419,7 +399,7 @@ class SOM(OffPolicyAlgorithm):
                 critic_features = self.critic.extract_features(replay_data.observations, self.critic.features_extractor)
                 noise = th.randn_like(replay_data.actions)
                 a0 = self.actor.sample(actor_features, noise, steps=1) if self.a0_source == "policy" else replay_data.actions
-                q_scale = self._q_scale(critic_features, td_error_rms)
+                q_scale = floored_q_scale(q_spread(self.critic, critic_features, self.score_critic), td_error_rms)
 
             losses = actor_losses(
                 u_fn=self.actor.velocity_at(actor_features),

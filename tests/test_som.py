@@ -12,7 +12,7 @@ from gymnasium import spaces
 from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_som import SOM, MlpMeanFlowPolicy
-from sb3_som.critic_values import proposal_q_function
+from sb3_som.critic_values import floored_q_scale, proposal_q_function, q_spread
 from sb3_som.meanflow import network_velocity_jvp, sample_actions
 from sb3_som.policies import MeanFlowActor
 from sb3_som.score import estimate_velocity
@@ -245,13 +245,15 @@ def test_q_scale_is_the_spread_across_actions_floored_at_the_td_error():
     model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, seed=0)
     features = th.randn(40, 3)
     with th.no_grad():
-        spread = model._q_spread(features).item()
-        assert spread > 1e-4  # a random critic varies with the action
-        assert model._q_scale(features, th.tensor(0.5 * spread)).item() == pytest.approx(spread, rel=0.5)
-        assert model._q_scale(features, th.tensor(100 * spread)).item() == pytest.approx(100 * spread)
+        spread = q_spread(model.critic, features, "first")
+        assert spread.item() > 1e-4  # a random critic varies with the action
+        assert floored_q_scale(spread, th.tensor(0.5 * spread.item())).item() == pytest.approx(spread.item())
+        assert floored_q_scale(spread, th.tensor(100 * spread.item())).item() == pytest.approx(100 * spread.item())
         for q_net in model.critic.q_networks:  # Q no longer depends on the action (its last input)
             q_net[0].weight[:, -1] = 0.0
-        assert model._q_scale(features, th.tensor(0.3)).item() == pytest.approx(0.3)
+        flat = q_spread(model.critic, features, "min")
+        assert flat.item() < 1e-5
+        assert floored_q_scale(flat, th.tensor(0.3)).item() == pytest.approx(0.3)
 
 
 class ConstantRewardCycle(gym.Env):
