@@ -384,16 +384,47 @@ def run(args: argparse.Namespace) -> OffPolicyAlgorithm | None:
     return model
 
 
+def curve_summary(curves: dict[str, dict[str, dict[int, dict[int, float]]]], worst_after: int | None) -> str:
+    """Per task and algorithm: the area under each seed's curve and, with ``worst_after``, its lowest evaluation after it.
+
+    The area is the mean evaluation return over the steps every run of the task evaluated, up to the common
+    budget (the trapezoid rule over those steps, divided by their span): a curve that learns earlier has a larger one.
+    """
+    header = "| task | algorithm | area under the curve, mean ± std (per seed) |"
+    if worst_after is not None:
+        header += f" lowest evaluation after step {worst_after} (per seed) |"
+    lines = ["", header, "|---" * header.count(" |") + "|"]
+    for env_id, by_algo in curves.items():
+        budget = min(max(points) for seeds in by_algo.values() for points in seeds.values())
+        steps = sorted(set.intersection(*(set(points) for seeds in by_algo.values() for points in seeds.values())))
+        steps = [step for step in steps if step <= budget]
+        for algo, seeds in sorted(by_algo.items()):
+            areas, worst = [], []
+            for seed in sorted(seeds):
+                values = [seeds[seed][step] for step in steps]
+                areas.append(float(np.trapezoid(values, steps) / (steps[-1] - steps[0])) if len(steps) > 1 else values[0])
+                if worst_after is not None:
+                    later = [value for step, value in seeds[seed].items() if worst_after < step <= budget]
+                    worst.append(f"{min(later):.0f}" if later else "-")
+            area = f"{np.mean(areas):.0f} ± {np.std(areas):.0f} ({', '.join(f'{a:.0f}' for a in areas)})"
+            lines.append(
+                f"| {env_id} | {algo.upper()} | {area} |" + (f" {', '.join(worst)} |" if worst_after is not None else "")
+            )
+    return "\n".join(lines) + "\n"
+
+
 def report(args: argparse.Namespace) -> None:
     rows = []
     for path in args.files:
         with open(path) as file:
             rows += [json.loads(line) for line in file if line.strip()]
     curves: dict[str, dict[str, dict[int, dict[int, float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
-    final_runs: dict[tuple[str, int, int], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    final_runs: dict[tuple[str, int, int], dict[str, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
         if "final_episodes" in row:
-            final_runs[row["env"], row["timesteps"], row["final_episodes"]][row["algo"]].append(row["mean_return"])
+            final_runs[row["env"], row["timesteps"], row["final_episodes"]][row["algo"]].append(
+                (row["seed"], row["mean_return"])
+            )
         else:
             curves[row["env"]][row["algo"]][row["seed"]][row["timesteps"]] = row["mean_return"]
     lines = ["| task | budget (steps) | SOM | SAC | seeds (SOM, SAC) |", "|---|---|---|---|---|"]
@@ -407,11 +438,15 @@ def report(args: argparse.Namespace) -> None:
         seeds = ", ".join(str(len(by_algo.get(algo, {}))) for algo in ("som", "sac"))
         lines.append(f"| {env_id} | {budget} | {cells[0]} | {cells[1]} | {seeds} |")
     table = "\n".join(lines) + "\n\nCells: mean ± std over seeds of the deterministic evaluation return (per-seed values).\n"
+    table += curve_summary(curves, args.worst_after)
     if final_runs:
         lines = ["| task | steps | episodes | SOM | SAC |", "|---|---|---|---|---|"]
         for (env_id, steps, episodes), by_algo in sorted(final_runs.items()):
-            cells = [f"{np.mean(v):.0f} ± {np.std(v):.0f} ({', '.join(f'{x:.0f}' for x in v)})" if (v := by_algo.get(algo))
-                     else "-" for algo in ("som", "sac")]  # fmt: skip
+            cells = []
+            for algo in ("som", "sac"):
+                values = [value for _, value in sorted(by_algo.get(algo, []))]  # in seed order
+                per_seed = ", ".join(f"{value:.0f}" for value in values)
+                cells.append(f"{np.mean(values):.0f} ± {np.std(values):.0f} ({per_seed})" if values else "-")
             lines.append(f"| {env_id} | {steps} | {episodes} | {cells[0]} | {cells[1]} |")
         note = ("\nFinal evaluation (--final-eval-episodes): every run from the same initial states; mean ± std over\n"
                 "seeds of each run's mean deterministic return (per-seed values).\n\n")  # fmt: skip
@@ -470,6 +505,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     summary.add_argument("files", nargs="+")
     summary.add_argument("--table")
     summary.add_argument("--png")
+    summary.add_argument("--worst-after", type=int, help="also give each run's lowest evaluation after this step")
     args = parser.parse_args(argv)
     if args.command == "report":
         return args

@@ -129,5 +129,8 @@ def test_final_evaluation_starts_every_run_from_the_same_states(
     assert rows[-1]["mean_return"] == pytest.approx(np.mean(again))
     starts = [gym.make("Pendulum-v1").reset(seed=learn.FINAL_EVAL_SEED + i)[0] for i in range(2)]
     assert not np.allclose(starts[0], starts[1])  # each episode its own start
-    learn.report(learn.parse_args(["report", str(out)]))
-    assert "| Pendulum-v1 | 200 | 2 | - |" in capsys.readouterr().out
+    learn.report(learn.parse_args(["report", str(out), "--worst-after", "100"]))
+    printed = capsys.readouterr().out
+    assert "| Pendulum-v1 | 200 | 2 | - |" in printed
+    area = np.trapezoid([rows[0]["mean_return"], rows[1]["mean_return"]], [100, 200]) / 100
+    assert f"| Pendulum-v1 | SAC | {area:.0f} ± 0 ({area:.0f}) | {rows[1]['mean_return']:.0f} |" in printed
