@@ -432,7 +432,7 @@ def report(args: argparse.Namespace) -> None:
         budget = min(max(points) for seeds in by_algo.values() for points in seeds.values())
         cells = []
         for algo in ("som", "sac"):
-            finals = [points[budget] for points in by_algo.get(algo, {}).values() if budget in points]
+            finals = [points[budget] for _, points in sorted(by_algo.get(algo, {}).items()) if budget in points]
             per_seed = ", ".join(f"{value:.0f}" for value in finals)
             cells.append(f"{np.mean(finals):.0f} ± {np.std(finals):.0f} ({per_seed})" if finals else "-")
         seeds = ", ".join(str(len(by_algo.get(algo, {}))) for algo in ("som", "sac"))
