@@ -5,7 +5,7 @@ same network samples 2000 actions with one step and with 20 steps from the same 
 reward of each, the relative gap, share of samples within 3 sigma of a mode, modes holding >= 5% of the
 one-step samples.
 
-    python benchmarks/bandit_fidelity.py --timesteps 2500 --workers 2 > benchmarks/results/bandit_fidelity.md
+    python benchmarks/bandit_fidelity.py --timesteps 2500 --seeds 0 1 --workers 2 > benchmarks/results/bandit_fidelity.md
 """
 
 from __future__ import annotations
