@@ -19,7 +19,7 @@ from gymnasium import spaces
 from sb3_som.meanflow import network_velocity_jvp
 from sb3_som.objective import FlowTargetConfig, actor_losses
 from sb3_som.paths import LinearPath, NoisePath
-from sb3_som.policies import MeanFlowActor
+from sb3_som.policies import MeanFlowActor, MeanFlowPolicy
 from sb3_som.score import QFunction
 from sb3_som.som import SOM
 
@@ -31,8 +31,10 @@ def default_flow_config(**overrides: Any) -> FlowTargetConfig:
     return FlowTargetConfig(**{**defaults, **overrides})
 
 
-def make_stateless_actor(action_dim: int, net_arch: list[int], time_frequencies: int = 5) -> MeanFlowActor:
-    """A MeanFlow actor for a single-state problem (a bandit): its observation is a constant 0."""
+def make_stateless_actor(action_dim: int, net_arch: list[int]) -> MeanFlowActor:
+    """A MeanFlow actor for a single-state problem (a bandit): its observation is a constant 0; the other
+    settings are the policy's defaults (``MeanFlowPolicy``'s signature)."""
+    defaults = {name: p.default for name, p in inspect.signature(MeanFlowPolicy.__init__).parameters.items()}
     observation_space = spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)
     action_space = spaces.Box(-1.0, 1.0, (action_dim,), dtype=np.float32)
     return MeanFlowActor(
@@ -41,7 +43,9 @@ def make_stateless_actor(action_dim: int, net_arch: list[int], time_frequencies:
         net_arch=net_arch,
         features_extractor=th.nn.Flatten(),
         features_dim=1,
-        time_frequencies=time_frequencies,
+        activation_fn=defaults["activation_fn"],
+        time_frequencies=defaults["time_frequencies"],
+        sampling_steps=defaults["sampling_steps"],
     )
 
 

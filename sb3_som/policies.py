@@ -67,9 +67,9 @@ class MeanFlowActor(BasePolicy):
         net_arch: list[int],
         features_extractor: nn.Module,
         features_dim: int,
-        activation_fn: type[nn.Module] = nn.ReLU,
-        time_frequencies: int = 5,
-        sampling_steps: int = 1,
+        activation_fn: type[nn.Module],
+        time_frequencies: int,
+        sampling_steps: int,
         normalize_images: bool = True,
     ):
         super().__init__(
