@@ -31,7 +31,7 @@ import math
 
 import torch as th
 
-from reference_targets import SeparableBoxTarget
+from reference_targets import SeparableBoxTarget, linear, peaked
 from sb3_som import SOM
 from sb3_som.paths import NoisePath, make_path
 from sb3_som.score import FACE_MARGIN, estimate_velocity, propose, velocity_from_posterior_mean, velocity_from_score
@@ -40,14 +40,6 @@ TIMES = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8)
 SWITCH_TIMES = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.7)
 UNCORRECTED_SWITCH_TIMES = {"linear": 0.25, "vp": 0.1}
 DISTANCE_BINS = ((-math.inf, 0.0), (0.0, 1.0), (1.0, 2.0), (2.0, 4.0), (4.0, 8.0), (8.0, math.inf))
-
-
-def peaked(center: float, width: float):
-    return lambda x: -((x - center) ** 2) / (2 * width**2)
-
-
-def linear(slope: float):
-    return lambda x: slope * x
 
 
 TARGETS = {

@@ -16,7 +16,7 @@ import argparse
 import torch as th
 
 import sb3_som.score as score
-from reference_targets import SeparableBoxTarget
+from reference_targets import SeparableBoxTarget, linear, peaked
 from sb3_som.paths import make_path
 
 TIMES = (0.02, 0.1, 0.3, 0.6)
@@ -28,14 +28,6 @@ def iid_propose(a_t: th.Tensor, m_t: th.Tensor, s_t: th.Tensor, n_samples: int) 
     loc = (a_t / m_t).unsqueeze(1).expand(-1, n_samples, -1)
     scale = (s_t / m_t).unsqueeze(1).expand_as(loc)
     return score.truncated_normal(loc, scale, -1.0, 1.0, th.rand(loc.shape))
-
-
-def peaked(center: float, width: float):
-    return lambda x: -((x - center) ** 2) / (2 * width**2)
-
-
-def linear(slope: float):
-    return lambda x: slope * x
 
 
 TARGETS = {

@@ -3,7 +3,8 @@
 - :class:`GaussianTarget`: ``Q(a) = -|a - mu|^2 / (2 sigma^2)``. Along ``a_t = m_t a_0 + s_t e`` the
   noised target is ``N(m_t mu, (m_t^2 sigma^2 + s_t^2) I)``; its score and probability-flow velocity
   ``m' E[a_0 | a_t] + s' E[e | a_t]`` follow from Gaussian conditioning.
-- :class:`SeparableBoxTarget`: ``exp(sum_i q_i(a_i))`` on the action box, its answers by quadrature.
+- :class:`SeparableBoxTarget`: ``exp(sum_i q_i(a_i))`` on the action box, its answers by quadrature; :func:`peaked`
+  and :func:`linear` build the ``q_i``.
 
 The multi-goal bandit's mixture, ``sb3_som.envs.GaussianMixtureTarget``, is a third.
 """
@@ -15,6 +16,16 @@ from collections.abc import Callable
 import torch as th
 
 from sb3_som.paths import NoisePath
+
+
+def peaked(center: float, width: float) -> Callable[[th.Tensor], th.Tensor]:
+    """The log density (up to a constant) of a bump at ``center`` with standard deviation ``width``, elementwise."""
+    return lambda x: -((x - center) ** 2) / (2 * width**2)
+
+
+def linear(slope: float) -> Callable[[th.Tensor], th.Tensor]:
+    """The log density (up to a constant) ``slope * x``, elementwise: a Q whose maximum is on a face."""
+    return lambda x: slope * x
 
 
 class GaussianTarget:

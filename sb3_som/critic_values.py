@@ -18,7 +18,7 @@ Q_SPREAD_STATES = 32
 Q_SPREAD_ACTIONS = 16
 
 
-def q_from_features(critic: ContinuousCritic, features: th.Tensor, actions: th.Tensor, which: str = "min") -> th.Tensor:
+def q_from_features(critic: ContinuousCritic, features: th.Tensor, actions: th.Tensor, which: str) -> th.Tensor:
     """Q for actions (..., d) at already-extracted critic features (..., f): returns (..., 1).
 
     ``which`` is "min" (the minimum over all Q networks, SAC's actor) or "first" (the first Q network

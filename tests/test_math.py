@@ -8,7 +8,7 @@ import pytest
 import torch as th
 from scipy.stats import truncnorm
 
-from reference_targets import GaussianTarget, SeparableBoxTarget
+from reference_targets import GaussianTarget, SeparableBoxTarget, linear, peaked
 from sb3_som.meanflow import adaptive_weighted_loss, meanflow_target, sample_actions, sequential_jvp
 from sb3_som.paths import LinearPath, VPPath, make_path, sample_r_t, time_features
 from sb3_som.score import (
@@ -35,15 +35,11 @@ def relative_velocity_error(path, t0: float, estimator: str, n_samples: int, see
     return ((estimate.velocity - exact).norm(dim=-1) / exact.norm(dim=-1)).median().item()
 
 
-def peaked(center: float, width: float):
-    return lambda x: -((x - center) ** 2) / (2 * width**2)
-
-
 # box-supported targets with mass at a face: Q = 5a (maximum on the face +1) and a bump 0.1 inside +1
 FACE_TARGETS = {
-    "linear_q": SeparableBoxTarget([lambda x: 5.0 * x], n_grid=4001),
+    "linear_q": SeparableBoxTarget([linear(5.0)], n_grid=4001),
     "peaked_near_face": SeparableBoxTarget([peaked(0.9, 0.2)], n_grid=4001),
-    "product_2d": SeparableBoxTarget([peaked(0.85, 0.1), lambda x: 5.0 * x], n_grid=4001),
+    "product_2d": SeparableBoxTarget([peaked(0.85, 0.1), linear(5.0)], n_grid=4001),
 }
 
 
