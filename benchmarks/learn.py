@@ -8,7 +8,8 @@ table of returns at the largest budget every run of a task reached, and a PNG of
 
 Hyperparameters: SOM's from ``hyperparams/som.yml``; SAC's from rl-zoo3's ``hyperparams/sac.yml``, whose
 MuJoCo entries are named ``-v4`` (the ``-v5`` task takes the ``-v4`` entry; tasks without an entry take
-its ``default``). ``n_timesteps`` is replaced by ``--timesteps``.
+its ``default``). ``n_timesteps`` is replaced by ``--timesteps``; ``--hyperparams KEY=VALUE ...`` replaces or adds
+constructor arguments (each line of ``--out`` then records them).
 
 Resumable runs: with ``--checkpoint-every N`` the run saves, every N steps, everything it needs to continue
 exactly (model, replay buffer, RNG states, the training and evaluation environments mid-episode, SB3's
@@ -29,6 +30,7 @@ in every run, so final returns of algorithms and seeds compare without the sprea
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib.util
 import json
 import os
@@ -70,7 +72,7 @@ ALGOS = {"som": SOM, "sac": SAC}
 PLAIN_KEYS = {"policy", "learning_rate", "buffer_size", "batch_size", "gamma", "tau", "train_freq", "gradient_steps",
               "learning_starts", "ent_coef", "use_sde"}  # fmt: skip
 # options a resumed run must share with the run it continues (--timesteps may grow, --device may change)
-RESUME_OPTIONS = ("algo", "env", "seed", "eval_every", "eval_episodes", "out")
+RESUME_OPTIONS = ("algo", "env", "seed", "hyperparams", "eval_every", "eval_episodes", "out")
 CHECKPOINT_PREFIX = "step_"  # a complete checkpoint: CHECKPOINT_DIR/step_<num_timesteps>/
 PARTIAL_PREFIX = ".partial-"  # a checkpoint being written (renamed to step_<n> when complete)
 # episode i of the final evaluation starts from reset(seed=FINAL_EVAL_SEED + i): the same starts for every run
@@ -358,7 +360,7 @@ def run(args: argparse.Namespace) -> OffPolicyAlgorithm | None:
         drop_lines_after(args.out, runner["run"], model.num_timesteps)
         print(f"resuming {args.out} from step {model.num_timesteps} ({saved[max(saved)]})")
     else:
-        hyperparams = zoo_hyperparams(args.algo, args.env)
+        hyperparams = {**zoo_hyperparams(args.algo, args.env), **args.hyperparams}
         model = ALGOS[args.algo](env=args.env, seed=args.seed, device=args.device, **hyperparams)
         eval_env = Monitor(gym.make(args.env))
         eval_env.reset(seed=10_000 + args.seed)
@@ -367,7 +369,8 @@ def run(args: argparse.Namespace) -> OffPolicyAlgorithm | None:
     if model.num_timesteps >= args.timesteps:
         print(f"the run is at step {model.num_timesteps}, --timesteps is {args.timesteps}: nothing to do")
         return None
-    record = dict(algo=args.algo, env=args.env, seed=args.seed, device=args.device, commit=current_commit(),
+    record = dict(algo=args.algo, env=args.env, seed=args.seed, hyperparams=args.hyperparams, device=args.device,
+                  commit=current_commit(),
                   machine=f"{platform.node()} ({os.cpu_count()} cpus)", threads=th.get_num_threads(), run=runner["run"],
                   segment_start=runner["segment_start"])  # fmt: skip
     curve = Curve(record, eval_env, args, runner, logger_values)
@@ -479,6 +482,17 @@ def report(args: argparse.Namespace) -> None:
         fig.savefig(args.png, dpi=110)
 
 
+def parse_override(parser: argparse.ArgumentParser, item: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` of ``--hyperparams`` as (key, value), VALUE a Python literal (a bare word stays a string)."""
+    key, separator, text = item.partition("=")
+    if not separator or not key.isidentifier():
+        parser.error(f"--hyperparams takes KEY=VALUE items, got {item!r}")
+    try:
+        return key, ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return key, text
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line's options (``argv``: its arguments, ``sys.argv[1:]`` when None), checked."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -488,6 +502,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     one.add_argument("--env", required=True)
     one.add_argument("--seed", type=int, required=True)
     one.add_argument("--timesteps", type=int, required=True)
+    one.add_argument(
+        "--hyperparams",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="constructor arguments over the zoo entry's (VALUE a Python literal), recorded in every line of --out",
+    )
     one.add_argument("--eval-every", type=int, default=1000)
     one.add_argument("--eval-episodes", type=int, default=10)
     one.add_argument(
@@ -509,6 +530,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.command == "report":
         return args
+    args.hyperparams = dict(parse_override(parser, item) for item in args.hyperparams)
     if args.final_eval_episodes < 0:
         parser.error("--final-eval-episodes must be >= 0")
     if args.checkpoint_every is not None and args.checkpoint_every < 1:

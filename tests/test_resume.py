@@ -134,3 +134,20 @@ def test_final_evaluation_starts_every_run_from_the_same_states(
     assert "| Pendulum-v1 | 200 | 2 | - |" in printed
     area = np.trapezoid([rows[0]["mean_return"], rows[1]["mean_return"]], [100, 200]) / 100
     assert f"| Pendulum-v1 | SAC | {area:.0f} ± 0 ({area:.0f}) | {rows[1]['mean_return']:.0f} |" in printed
+
+
+def test_hyperparams_override_the_zoo_entry_and_are_recorded(
+    learn: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(learn, "zoo_hyperparams", lambda *_: copy.deepcopy(TINY))
+    out = tmp_path / "runs.jsonl"
+    args = learn.parse_args(["run", "--algo", "som", "--env", "Pendulum-v1", "--seed", "0", "--timesteps", "150",
+                             "--eval-every", "150", "--eval-episodes", "1", "--out", str(out),
+                             "--hyperparams", "alpha=30", "noise_path=vp"])  # fmt: skip
+    assert args.hyperparams == {"alpha": 30, "noise_path": "vp"}  # a literal, or else the word as a string
+    model = learn.run(args)
+    assert (model.alpha, model.noise_path, model.batch_size) == (30.0, "vp", TINY["batch_size"])
+    assert json.loads(out.read_text().splitlines()[0])["hyperparams"] == {"alpha": 30, "noise_path": "vp"}
+    with pytest.raises(SystemExit):
+        learn.parse_args(["run", "--algo", "som", "--env", "Pendulum-v1", "--seed", "0", "--timesteps", "1",
+                          "--out", str(out), "--hyperparams", "alpha"])  # fmt: skip
