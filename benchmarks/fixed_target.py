@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 from functools import partial
 from typing import Any
 
@@ -23,12 +24,15 @@ from sb3_som.policies import MeanFlowActor, MeanFlowPolicy
 from sb3_som.score import QFunction
 from sb3_som.som import SOM
 
+SOM_DEFAULTS = {name: parameter.default for name, parameter in inspect.signature(SOM.__init__).parameters.items()}
+# states per actor update at SOM's defaults: the first ceil(actor_batch_fraction * batch_size) of each batch
+DEFAULT_ACTOR_BATCH = math.ceil(SOM_DEFAULTS["actor_batch_fraction"] * SOM_DEFAULTS["batch_size"])
+
 
 def default_flow_config(**overrides: Any) -> FlowTargetConfig:
     """The actor objective's settings at SOM's constructor defaults, with ``overrides`` applied."""
     fields = {field.name for field in dataclasses.fields(FlowTargetConfig)}
-    defaults = {name: p.default for name, p in inspect.signature(SOM.__init__).parameters.items() if name in fields}
-    return FlowTargetConfig(**{**defaults, **overrides})
+    return FlowTargetConfig(**{**{name: SOM_DEFAULTS[name] for name in fields}, **overrides})
 
 
 def make_stateless_actor(action_dim: int, net_arch: list[int]) -> MeanFlowActor:
@@ -55,7 +59,7 @@ def train_on_fixed_target(
     path: NoisePath,
     config: FlowTargetConfig,
     iterations: int,
-    batch_size: int = 256,
+    batch_size: int = DEFAULT_ACTOR_BATCH,
     learning_rate: float = 1e-3,
     decay_learning_rate: bool = True,
 ) -> list[float]:
@@ -74,12 +78,12 @@ def train_on_fixed_target(
     history = []
     for _ in range(iterations):
         noise = th.randn(batch_size, actor.action_dim)
-        with th.no_grad():
-            a0 = actor.sample(features, noise, steps=1)
+        one_step_velocity = actor.one_step_velocity(features, noise)
         losses = actor_losses(
             u_fn=velocity,
-            a0=a0,
+            a0=(noise - one_step_velocity.detach()).clamp(-1.0, 1.0),  # the actor's one-step sample
             noise=noise,
+            one_step_velocity=one_step_velocity,
             path=path,
             q_function=q_function,
             config=config,
@@ -102,16 +106,22 @@ def sample_stateless(actor: MeanFlowActor, n: int, steps: int, generator: th.Gen
 
 
 def fit_and_sample(
-    q_function: QFunction, iterations: int, seed: int, n_samples: int, config: FlowTargetConfig | None = None
+    q_function: QFunction,
+    iterations: int,
+    seed: int,
+    n_samples: int,
+    config: FlowTargetConfig | None = None,
+    batch_size: int = DEFAULT_ACTOR_BATCH,
 ) -> tuple[th.Tensor, th.Tensor, th.Generator]:
-    """Train a 256x256 stateless actor on ``exp(Q)`` (SOM's default flow settings, alpha = 1, linear path).
+    """Train a 256x256 stateless actor on ``exp(Q)`` (SOM's default flow settings, alpha = 1, linear path) with
+    ``batch_size`` samples per update (default: the states of SOM's actor update at its defaults).
 
     Returns its one-step and 20-step samples (n_samples, 2) from the same noise, and the generator used,
     for drawing reference samples.
     """
     th.manual_seed(seed)
     actor = make_stateless_actor(2, [256, 256])
-    train_on_fixed_target(actor, q_function, LinearPath(), config or default_flow_config(alpha=1.0), iterations)
+    train_on_fixed_target(actor, q_function, LinearPath(), config or default_flow_config(alpha=1.0), iterations, batch_size)
     generator = th.Generator().manual_seed(seed + 1)
     noise_state = generator.get_state()
     one_step = sample_stateless(actor, n_samples, 1, generator)

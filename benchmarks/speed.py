@@ -5,7 +5,8 @@ Measures, as medians of ``--repeats`` repeats:
 (b) time per gradient step (``model.train(gradient_steps, batch_size)`` on a filled buffer);
 (c) the same SOM actor sampled with k = 1, 2, 5, 10, 20 steps;
 (d) SOM's gradient step with one setting changed at a time (``LEVERS``: K, the estimator, the critics that
-    value the proposals, the self-distillation's steps), each timed in alternation with SAC's;
+    value the proposals, the self-distillation's steps, the share of the batch the actor's update uses), each
+    timed in alternation with SAC's;
 (e) the score estimation's achieved GFLOP/s against this machine's measured fp32 matmul rate.
 Times are reported together with their ratio to SAC's, which is what transfers between machines. In (a)
 and (b) SOM and SAC are timed in alternation and the ratio is the median of the per-pair ratios.
@@ -40,6 +41,8 @@ LEVERS: list[dict[str, object]] = [
     {"score_critic": "min"},
     {"distillation_steps": 4},
     {"distillation_steps": 0},
+    {"actor_batch_fraction": 0.5},
+    {"actor_batch_fraction": 0.75},
 ]
 
 

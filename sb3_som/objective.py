@@ -49,6 +49,7 @@ def actor_losses(
     u_fn: AverageVelocity,
     a0: th.Tensor,
     noise: th.Tensor,
+    one_step_velocity: th.Tensor,
     path: NoisePath,
     q_function: QFunction,
     config: FlowTargetConfig,
@@ -59,6 +60,8 @@ def actor_losses(
 
     :param a0: (B, d) clean actions to noise (the policy's own samples or the buffer's), detached
     :param noise: (B, d) standard normal noise, the student's input for self-distillation
+    :param one_step_velocity: (B, d) the student ``u_fn(noise, 0, 1)`` with its graph (the caller's, who may also
+        have drawn ``a0 = noise - one_step_velocity`` from it); used when self-distillation is on
     :param q_function: Q of proposals (B', K, d) at batch rows (B',) -> (B', K)
     :param q_scale: the Q spread that ``alpha`` is relative to, a scalar
     :param u_jvp: ``u_fn`` and its time derivative along the flow in one call (None: ``torch.func.jvp``)
@@ -82,7 +85,5 @@ def actor_losses(
         return ActorLosses(meanflow, meanflow, None, target)
     with th.no_grad():
         teacher = sample_actions(u_fn, noise, config.distillation_steps)
-    ones = noise.new_ones(batch_size, 1)
-    student = u_fn(noise, 0 * ones, ones)
-    distillation = adaptive_weighted_loss(student, noise - teacher, power=config.loss_weight_power)
+    distillation = adaptive_weighted_loss(one_step_velocity, noise - teacher, power=config.loss_weight_power)
     return ActorLosses(meanflow + config.distillation_coef * distillation, meanflow, distillation, target)

@@ -132,11 +132,11 @@ class MeanFlowActor(BasePolicy):
         """Actions in [-1, 1]^d from noise (B, d) at features (B, f), in ``steps`` MeanFlow steps."""
         steps = self.sampling_steps if steps is None else steps
         if steps == 1:
-            return self._one_step(features, noise)
+            return (noise - self.one_step_velocity(features, noise)).clamp(-1.0, 1.0)
         return sample_actions(self.velocity_at(features), noise, steps).clamp(-1.0, 1.0)
 
-    def _one_step(self, features: th.Tensor, noise: th.Tensor) -> th.Tensor:
-        """``clip(e - u(e, 0, 1 | s), -1, 1)`` for noise (B, d): the one-step sampler with fewer kernels.
+    def one_step_velocity(self, features: th.Tensor, noise: th.Tensor) -> th.Tensor:
+        """``u(e, 0, 1 | s)`` for noise (B, d) at features (B, f), with fewer kernels than ``average_velocity``.
 
         The time embedding of ``(r, t) = (0, 1)`` is the same for every call, so it is computed once per
         device and dtype (a cache, not a buffer: saved models do not change).
@@ -147,8 +147,7 @@ class MeanFlowActor(BasePolicy):
             embedding = time_features(th.cat([ones, ones], dim=0), self.time_frequencies).reshape(1, -1)
             self._one_step_embedding = (key, embedding)
         embedding = self._one_step_embedding[1].expand(features.shape[0], -1)
-        velocity = self.velocity_net(th.cat([features, noise, embedding], dim=-1))
-        return (noise - velocity).clamp(-1.0, 1.0)
+        return self.velocity_net(th.cat([features, noise, embedding], dim=-1))
 
     def forward(self, obs: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         features = self.extract_features(obs, self.features_extractor)

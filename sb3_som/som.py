@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import pathlib
 from collections.abc import Callable, Iterable
 from functools import partial
@@ -18,7 +19,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy, ContinuousCritic
 from stable_baselines3.common.preprocessing import get_action_dim
 from stable_baselines3.common.torch_layers import get_actor_critic_arch
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
 from stable_baselines3.common.utils import get_parameters_by_name, polyak_update
 from torch.nn import functional as F
 
@@ -38,6 +39,14 @@ from sb3_som.score import ESTIMATORS
 from sb3_som.validation import check_choice, check_fraction, check_int, check_non_negative, check_positive
 
 SelfSOM = TypeVar("SelfSOM", bound="SOM")
+
+
+def first_rows(observations: PyTorchObs, n: int) -> PyTorchObs:
+    """The first ``n`` rows of a batch of observations (a tensor, or a dict of tensors for Dict spaces)."""
+    if isinstance(observations, dict):
+        return {key: value[:n] for key, value in observations.items()}
+    return observations[:n]
+
 
 A0_SOURCES = ("policy", "buffer")
 TIME_SAMPLERS = ("logit_normal", "uniform")
@@ -67,6 +76,7 @@ SETTING_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "time_sampler": partial(check_choice, choices=TIME_SAMPLERS),
     "mean_flow_fraction": check_fraction,
     "a0_source": partial(check_choice, choices=A0_SOURCES),
+    "actor_batch_fraction": partial(check_positive, maximum=1.0),
     "distillation_steps": partial(check_int, minimum=0),
     "distillation_coef": check_non_negative,
     "loss_weight_power": check_fraction,
@@ -129,6 +139,9 @@ class SOM(OffPolicyAlgorithm):
         instantaneous velocity)
     :param a0_source: where the clean actions that are noised into ``a_t`` come from: "policy"
         (the current actor's own samples) or "buffer" (the replay buffer's actions)
+    :param actor_batch_fraction: share of each batch's states that the actor's update uses, in (0, 1]: the first
+        ``ceil(actor_batch_fraction * batch_size)`` states (the critic's update uses all of them); the actor's update
+        costs in proportion
     :param distillation_steps: self-distillation of the one-step map: each actor update also
         regresses ``u(e, 0, 1 | s)`` onto ``e - a_k(e)``, ``a_k`` the network's own
         ``distillation_steps``-step sample without gradient; 0 turns it off
@@ -191,6 +204,7 @@ class SOM(OffPolicyAlgorithm):
         time_sampler: str = "uniform",
         mean_flow_fraction: float = 0.75,
         a0_source: str = "policy",
+        actor_batch_fraction: float = 1.0,
         distillation_steps: int = 8,
         distillation_coef: float = 1.0,
         loss_weight_power: float = 0.5,
@@ -251,6 +265,7 @@ class SOM(OffPolicyAlgorithm):
         self.time_sampler = time_sampler
         self.mean_flow_fraction = mean_flow_fraction
         self.a0_source = a0_source
+        self.actor_batch_fraction = actor_batch_fraction
         self.distillation_steps = distillation_steps
         self.distillation_coef = distillation_coef
         self.loss_weight_power = loss_weight_power
@@ -393,18 +408,27 @@ class SOM(OffPolicyAlgorithm):
             critic_loss.backward()
             self.critic.optimizer.step()
 
-            # Actor: regress u_theta on the MeanFlow target built from the critic's velocity field
-            actor_features = self.actor.extract_features(replay_data.observations, self.actor.features_extractor)
+            # Actor: regress u_theta on the MeanFlow target built from the critic's velocity field, on the first
+            # actor_states states of the batch
+            actor_states = math.ceil(self.actor_batch_fraction * batch_size)
+            observations = first_rows(replay_data.observations, actor_states)
+            actor_features = self.actor.extract_features(observations, self.actor.features_extractor)
+            noise = th.randn_like(replay_data.actions[:actor_states])
+            # u(e, 0, 1 | s) with its graph: the self-distillation's student and, detached, the one-step sample a_0
+            one_step_velocity = self.actor.one_step_velocity(actor_features, noise)
+            if self.a0_source == "policy":
+                a0 = (noise - one_step_velocity.detach()).clamp(-1.0, 1.0)
+            else:
+                a0 = replay_data.actions[:actor_states]
             with th.no_grad():
-                critic_features = self.critic.extract_features(replay_data.observations, self.critic.features_extractor)
-                noise = th.randn_like(replay_data.actions)
-                a0 = self.actor.sample(actor_features, noise, steps=1) if self.a0_source == "policy" else replay_data.actions
+                critic_features = self.critic.extract_features(observations, self.critic.features_extractor)
                 q_scale = floored_q_scale(q_spread(self.critic, critic_features, self.score_critic), td_error_rms)
 
             losses = actor_losses(
                 u_fn=self.actor.velocity_at(actor_features),
                 a0=a0,
                 noise=noise,
+                one_step_velocity=one_step_velocity,
                 path=self.flow_path,
                 q_function=proposal_q_function(self.critic, critic_features, self.score_critic),
                 config=self.flow_config,

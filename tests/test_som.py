@@ -314,3 +314,21 @@ def test_actor_jvp_equals_torch_func_jvp_of_the_average_velocity():
     th.testing.assert_close(du_dt, expected_du_dt, rtol=1e-4, atol=1e-5)
     u.sum().backward()  # the output keeps the graph to the network and to the state features
     assert features.grad is not None and all(p.grad is not None for p in actor.velocity_net.parameters())
+
+
+@pytest.mark.parametrize(("fraction", "actor_states"), [(1.0, 10), (0.5, 5), (0.25, 3)])
+def test_actor_update_uses_the_first_share_of_the_batch(fraction, actor_states, monkeypatch):
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **{**SMALL, "batch_size": 10}, actor_batch_fraction=fraction, seed=0)
+    model.learn(60)
+    batch = model.replay_buffer.sample(10)
+    monkeypatch.setattr(model.replay_buffer, "sample", lambda *args, **kwargs: batch)
+    seen = {}
+    for name, module in (("actor", model.actor), ("critic", model.critic)):
+        extract = module.extract_features
+        monkeypatch.setattr(module, "extract_features", lambda obs, *rest, name=name, extract=extract: (
+            seen.setdefault(name, []).append(obs), extract(obs, *rest))[1])  # fmt: skip
+    model.train(1, 10)
+    # the actor's next actions for the TD target take the whole batch; its update, the first actor_states states
+    assert [len(obs) for obs in seen["actor"]] == [10, actor_states]
+    assert th.equal(seen["actor"][1], batch.observations[:actor_states])
+    assert [len(obs) for obs in seen["critic"]] == [10, actor_states]  # TD update, then the target's Q values
