@@ -309,8 +309,9 @@ class Curve(BaseCallback):
         save_checkpoint(self.args.checkpoint_dir, self.model, state)
 
 
-def final_evaluation(model: BaseAlgorithm, env_id: str, episodes: int) -> list[float]:
-    """Deterministic returns of ``episodes`` episodes, episode i from ``reset(seed=FINAL_EVAL_SEED + i)`` of a fresh env.
+def final_evaluation(model: BaseAlgorithm, env_id: str, episodes: int, deterministic: bool = True) -> list[float]:
+    """Returns of ``episodes`` episodes, episode i from ``reset(seed=FINAL_EVAL_SEED + i)`` of a fresh env, acting
+    deterministically (the default) or by sampling the policy.
 
     Every run (any algorithm, any seed) meets the same initial states, so final returns compare without the
     spread that different starts add (on Pendulum-v1 a start alone moves one episode's return by hundreds).
@@ -321,7 +322,7 @@ def final_evaluation(model: BaseAlgorithm, env_id: str, episodes: int) -> list[f
         observation, _ = env.reset(seed=FINAL_EVAL_SEED + episode)
         total, done = 0.0, False
         while not done:
-            action, _ = model.predict(observation, deterministic=True)
+            action, _ = model.predict(observation, deterministic=deterministic)
             observation, reward, terminated, truncated, _ = env.step(action)
             total += float(reward)
             done = terminated or truncated

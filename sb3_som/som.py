@@ -36,7 +36,7 @@ from sb3_som.policies import (
     MultiInputMeanFlowPolicy,
 )
 from sb3_som.score import ESTIMATORS
-from sb3_som.validation import check_choice, check_fraction, check_int, check_non_negative, check_positive
+from sb3_som.validation import check_bool, check_choice, check_fraction, check_int, check_non_negative, check_positive
 
 SelfSOM = TypeVar("SelfSOM", bound="SOM")
 
@@ -69,6 +69,7 @@ SETTING_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "alpha": partial(check_positive, maximum=MAX_ALPHA, why=ALPHA_BOUND_REASON),
     "n_score_samples": partial(check_int, minimum=1),
     "score_critic": partial(check_choice, choices=SCORE_CRITICS),
+    "score_with_target_critic": check_bool,
     "score_estimator": partial(check_choice, choices=ESTIMATORS),
     "noise_path": partial(check_choice, choices=NOISE_PATHS),
     "beta_min": check_positive,
@@ -122,6 +123,11 @@ class SOM(OffPolicyAlgorithm):
         evaluates the critic on ``batch_size * n_score_samples`` proposals, at most 2**22 (4,194,304; memory)
     :param score_critic: which critic values the proposals: "first" (the first Q network, as TD3's
         actor; half the critic rows of "min") or "min" (the minimum over the twin critics, as SAC's actor)
+    :param score_with_target_critic: value the proposals (and measure the Q scale) with the target critic, the
+        Polyak average of the critic that the TD targets use (True), or with the critic itself (False). The target
+        policy ``exp(alpha * Q / q_scale)`` can move its mass between distant actions whenever their values swap, and
+        the critic's own preferences between near-equal actions swap within tens of updates; the averaged critic
+        changes smoothly, and the actor with it
     :param score_estimator: how the score of the noised target is estimated from K proposals drawn
         from the Gaussian posterior proposal truncated to the action box: "hybrid" (the critic-gradient
         form for each state and action dimension whose posterior lies 4 proposal standard deviations
@@ -197,6 +203,7 @@ class SOM(OffPolicyAlgorithm):
         alpha: float = 10.0,
         n_score_samples: int = 16,
         score_critic: str = "first",
+        score_with_target_critic: bool = True,
         score_estimator: str = "hybrid",
         noise_path: str = "linear",
         beta_min: float = 0.1,
@@ -204,7 +211,7 @@ class SOM(OffPolicyAlgorithm):
         time_sampler: str = "uniform",
         mean_flow_fraction: float = 0.75,
         a0_source: str = "policy",
-        actor_batch_fraction: float = 1.0,
+        actor_batch_fraction: float = 0.5,
         distillation_steps: int = 8,
         distillation_coef: float = 1.0,
         loss_weight_power: float = 0.5,
@@ -258,6 +265,7 @@ class SOM(OffPolicyAlgorithm):
         self.alpha = alpha
         self.n_score_samples = n_score_samples
         self.score_critic = score_critic
+        self.score_with_target_critic = score_with_target_critic
         self.score_estimator = score_estimator
         self.noise_path = noise_path
         self.beta_min = beta_min
@@ -420,9 +428,10 @@ class SOM(OffPolicyAlgorithm):
                 a0 = (noise - one_step_velocity.detach()).clamp(-1.0, 1.0)
             else:
                 a0 = replay_data.actions[:actor_states]
+            score_critic = self.critic_target if self.score_with_target_critic else self.critic
             with th.no_grad():
-                critic_features = self.critic.extract_features(observations, self.critic.features_extractor)
-                q_scale = floored_q_scale(q_spread(self.critic, critic_features, self.score_critic), td_error_rms)
+                critic_features = score_critic.extract_features(observations, score_critic.features_extractor)
+                q_scale = floored_q_scale(q_spread(score_critic, critic_features, self.score_critic), td_error_rms)
 
             losses = actor_losses(
                 u_fn=self.actor.velocity_at(actor_features),
@@ -430,7 +439,7 @@ class SOM(OffPolicyAlgorithm):
                 noise=noise,
                 one_step_velocity=one_step_velocity,
                 path=self.flow_path,
-                q_function=proposal_q_function(self.critic, critic_features, self.score_critic),
+                q_function=proposal_q_function(score_critic, critic_features, self.score_critic),
                 config=self.flow_config,
                 q_scale=q_scale,
                 u_jvp=network_velocity_jvp(partial(self.actor.network_input, actor_features), self.actor.velocity_net),

@@ -62,6 +62,10 @@ def test_public_api_and_sac_like_attributes():
         (dict(n_score_samples=0), "n_score_samples"),
         (dict(score_estimator="tweedie"), "score_estimator"),
         (dict(score_critic="mean"), "score_critic"),
+        (dict(score_with_target_critic=1), "score_with_target_critic"),
+        (dict(score_with_target_critic="yes"), "score_with_target_critic"),
+        (dict(actor_batch_fraction=0.0), "actor_batch_fraction"),
+        (dict(actor_batch_fraction=1.5), "actor_batch_fraction"),
         (dict(score_estimator="gradient"), "score_estimator"),
         (dict(noise_path="cosine"), "noise_path"),
         (dict(noise_path="vp", beta_min=5.0, beta_max=1.0), "beta_max"),
@@ -317,18 +321,30 @@ def test_actor_jvp_equals_torch_func_jvp_of_the_average_velocity():
 
 
 @pytest.mark.parametrize(("fraction", "actor_states"), [(1.0, 10), (0.5, 5), (0.25, 3)])
-def test_actor_update_uses_the_first_share_of_the_batch(fraction, actor_states, monkeypatch):
-    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **{**SMALL, "batch_size": 10}, actor_batch_fraction=fraction, seed=0)
+@pytest.mark.parametrize("target_critic", [True, False])
+def test_actor_update_uses_the_first_share_of_the_batch_and_the_chosen_critic(
+    fraction, actor_states, target_critic, monkeypatch
+):
+    model = SOM(
+        "MlpMeanFlowPolicy",
+        "Pendulum-v1",
+        **{**SMALL, "batch_size": 10},
+        actor_batch_fraction=fraction,
+        score_with_target_critic=target_critic,
+        seed=0,
+    )
     model.learn(60)
     batch = model.replay_buffer.sample(10)
     monkeypatch.setattr(model.replay_buffer, "sample", lambda *args, **kwargs: batch)
     seen = {}
-    for name, module in (("actor", model.actor), ("critic", model.critic)):
+    for name, module in (("actor", model.actor), ("critic", model.critic), ("critic_target", model.critic_target)):
         extract = module.extract_features
         monkeypatch.setattr(module, "extract_features", lambda obs, *rest, name=name, extract=extract: (
-            seen.setdefault(name, []).append(obs), extract(obs, *rest))[1])  # fmt: skip
+            seen.setdefault(name, []).append(len(obs)), extract(obs, *rest))[1])  # fmt: skip
     model.train(1, 10)
     # the actor's next actions for the TD target take the whole batch; its update, the first actor_states states
-    assert [len(obs) for obs in seen["actor"]] == [10, actor_states]
-    assert th.equal(seen["actor"][1], batch.observations[:actor_states])
-    assert [len(obs) for obs in seen["critic"]] == [10, actor_states]  # TD update, then the target's Q values
+    assert seen["actor"] == [10, actor_states]
+    # the critic's TD update and the next states' values take the whole batch; the proposals of the actor's target
+    # are valued on the first actor_states states by the target critic or by the critic
+    assert seen["critic"] == [10] + ([] if target_critic else [actor_states])
+    assert seen["critic_target"] == [10] + ([actor_states] if target_critic else [])
