@@ -41,8 +41,7 @@ LEVERS: list[dict[str, object]] = [
     {"score_critic": "min"},
     {"distillation_steps": 4},
     {"distillation_steps": 0},
-    {"actor_batch_fraction": 0.5},
-    {"actor_batch_fraction": 0.75},
+    {"actor_batch_fraction": 1.0},
 ]
 
 

@@ -267,7 +267,7 @@ class MeanFlowPolicy(BasePolicy):
 
     @property
     def candidate_noise(self) -> th.Tensor:
-        """The fixed noise vectors (N, d) of deterministic Best-of-N: the first is the mode-seeking ``e = 0``.
+        """The fixed noise vectors (N, d) of deterministic Best-of-N: the first is ``e = 0``, the deterministic action's.
 
         Built for the current ``n_action_candidates`` on the policy's device, and kept until either changes.
         """
