@@ -47,9 +47,9 @@ def test_one_step_covers_the_modes_of_a_mixture_with_mass_on_the_heavier_ones():
 
 def test_in_the_loop_one_step_reward_is_within_ten_percent_of_the_twenty_step_sampler():
     env = MultiGoalBandit()
-    # alpha 3 keeps several modes in the target; distillation_coef 3 holds the one-step map closer to the field
-    # (benchmarks/results/bandit_fidelity.md, one thread: within 6.9% and 1.7% with it, 4.0% and 1.0% without,
-    # seeds 0 and 1; with two threads the default coefficient's gap was 15% on seed 0)
+    # alpha 3 keeps several modes in the target; distillation_coef 3 (benchmarks/results/bandit_fidelity.md, one
+    # thread, seeds 0 and 1: within 5.1% and 6.8% with it, 3.8% and 5.0% with the default 1; with an earlier
+    # estimator the default coefficient's seed-0 gap read 15% with two threads)
     model = SOM(
         "MlpMeanFlowPolicy",
         env,
