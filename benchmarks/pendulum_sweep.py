@@ -43,6 +43,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "k32": dict(n_score_samples=32),
     "k64": dict(n_score_samples=64),
     "min_critic": dict(score_critic="min"),
+    "online_critic": dict(score_with_target_critic=False),
+    "whole_batch": dict(actor_batch_fraction=1.0),
     "k32_min_critic": dict(n_score_samples=32, score_critic="min"),
     "fraction0": dict(mean_flow_fraction=0.0),
     "fraction1": dict(mean_flow_fraction=1.0),
