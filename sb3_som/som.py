@@ -125,9 +125,9 @@ class SOM(OffPolicyAlgorithm):
         actor; half the critic rows of "min") or "min" (the minimum over the twin critics, as SAC's actor)
     :param score_with_target_critic: value the proposals (and measure the Q scale) with the target critic, the
         Polyak average of the critic that the TD targets use (True), or with the critic itself (False). The target
-        policy ``exp(alpha * Q / q_scale)`` can move its mass between distant actions whenever their values swap, and
-        the critic's own preferences between near-equal actions swap within tens of updates; the averaged critic
-        changes smoothly, and the actor with it
+        policy ``exp(alpha * Q / q_scale)`` moves its mass between distant actions whenever the critic's values of
+        them swap, and the actor follows within tens of updates; the averaged critic changes smoothly, and the actor
+        with it (``docs/algorithm.md``, "The critic behind the target")
     :param score_estimator: how the score of the noised target is estimated from K proposals drawn
         from the Gaussian posterior proposal truncated to the action box: "hybrid" (the critic-gradient
         form for each state and action dimension whose posterior lies 4 proposal standard deviations
@@ -422,16 +422,17 @@ class SOM(OffPolicyAlgorithm):
             observations = first_rows(replay_data.observations, actor_states)
             actor_features = self.actor.extract_features(observations, self.actor.features_extractor)
             noise = th.randn_like(replay_data.actions[:actor_states])
-            # u(e, 0, 1 | s) with its graph: the self-distillation's student and, detached, the one-step sample a_0
-            one_step_velocity = self.actor.one_step_velocity(actor_features, noise)
+            # u(e, 0, 1 | s): the self-distillation's student (hence the graph) and, detached, the one-step sample a_0
+            with th.set_grad_enabled(self.distillation_steps > 0):
+                one_step_velocity = self.actor.one_step_velocity(actor_features, noise)
             if self.a0_source == "policy":
                 a0 = (noise - one_step_velocity.detach()).clamp(-1.0, 1.0)
             else:
                 a0 = replay_data.actions[:actor_states]
-            score_critic = self.critic_target if self.score_with_target_critic else self.critic
+            valuing_critic = self.critic_target if self.score_with_target_critic else self.critic
             with th.no_grad():
-                critic_features = score_critic.extract_features(observations, score_critic.features_extractor)
-                q_scale = floored_q_scale(q_spread(score_critic, critic_features, self.score_critic), td_error_rms)
+                critic_features = valuing_critic.extract_features(observations, valuing_critic.features_extractor)
+                q_scale = floored_q_scale(q_spread(valuing_critic, critic_features, self.score_critic), td_error_rms)
 
             losses = actor_losses(
                 u_fn=self.actor.velocity_at(actor_features),
@@ -439,7 +440,7 @@ class SOM(OffPolicyAlgorithm):
                 noise=noise,
                 one_step_velocity=one_step_velocity,
                 path=self.flow_path,
-                q_function=proposal_q_function(score_critic, critic_features, self.score_critic),
+                q_function=proposal_q_function(valuing_critic, critic_features, self.score_critic),
                 config=self.flow_config,
                 q_scale=q_scale,
                 u_jvp=network_velocity_jvp(partial(self.actor.network_input, actor_features), self.actor.velocity_net),
