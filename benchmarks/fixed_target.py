@@ -30,8 +30,9 @@ DEFAULT_ACTOR_BATCH = math.ceil(SOM_DEFAULTS["actor_batch_fraction"] * SOM_DEFAU
 
 
 def default_flow_config(**overrides: Any) -> FlowTargetConfig:
-    """The actor objective's settings at SOM's constructor defaults, with ``overrides`` applied."""
-    fields = {field.name for field in dataclasses.fields(FlowTargetConfig)}
+    """The actor objective's settings at SOM's constructor defaults (``static_shapes`` at its own), with ``overrides``
+    applied."""
+    fields = {field.name for field in dataclasses.fields(FlowTargetConfig)} & SOM_DEFAULTS.keys()
     return FlowTargetConfig(**{**{name: SOM_DEFAULTS[name] for name in fields}, **overrides})
 
 

@@ -2,7 +2,8 @@
 
 Measures, as medians of ``--repeats`` repeats:
 (a) predict latency for one observation and for a batch of 256;
-(b) time per gradient step (``model.train(gradient_steps, batch_size)`` on a filled buffer);
+(b) time per gradient step (``model.train(gradient_steps, batch_size)`` on a filled buffer), eager and with
+    ``compile_step=True``;
 (c) the same SOM actor sampled with k = 1, 2, 5, 10, 20 steps;
 (d) SOM's gradient step with one setting changed at a time (``LEVERS``: K, the estimator, the critics that
     value the proposals, the self-distillation's steps, the share of the batch the actor's update uses), each
@@ -84,9 +85,9 @@ def critic_row_flops(model: SOM) -> int:
 def score_gflops(som: SOM, batch: int, repeats: int, device: str) -> None:
     """Part (e): time one score estimation at the defaults and count its critic FLOPs.
 
-    Forward rows: batch * K * critics; the gradient rows (t below the switch time) add one backward
-    pass to the input (about the forward's FLOPs again). Compared with a plain matmul of the same
-    row count through one 256 x 256 layer.
+    Forward rows: batch * K * critics; the gradient rows (the states whose proposal centre lies inside the face
+    margin in some dimension) add one backward pass to the input (about the forward's FLOPs again). Compared with
+    a plain matmul of the same row count through one 256 x 256 layer.
     """
     config = som.flow_config
     observations = som.replay_buffer.sample(batch).observations
@@ -185,6 +186,17 @@ def main() -> None:
     )
     t_som, t_sac = t_som / args.grad_steps, t_sac / args.grad_steps
     name = f"gradient step (defaults: K = {som.n_score_samples}, {som.score_critic} critic)"
+    print(f"| {name} | {t_som * 1e3:.2f} | {t_sac * 1e3:.2f} | {ratio:.2f} |")
+    som.compile_step = True
+    start = time.perf_counter()
+    som.train(1, batch)  # compiles
+    compile_seconds = time.perf_counter() - start
+    t_som, t_sac, ratio = paired_median_seconds(
+        lambda: som.train(args.grad_steps, batch), lambda: sac.train(args.grad_steps, batch), args.repeats, 1, device
+    )
+    som.compile_step = False
+    t_som, t_sac = t_som / args.grad_steps, t_sac / args.grad_steps
+    name = f"gradient step, compile_step=True (its first call compiles: {compile_seconds:.0f} s)"
     print(f"| {name} | {t_som * 1e3:.2f} | {t_sac * 1e3:.2f} | {ratio:.2f} |")
 
     print("\n## k-step sampling of the same SOM actor (batch of 256, stochastic)\n")

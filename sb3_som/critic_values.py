@@ -5,9 +5,10 @@ Leading dimensions are free, so K actions per state go through each Q network in
 
 from __future__ import annotations
 
+import math
+
 import torch as th
 from stable_baselines3.common.policies import ContinuousCritic
-from stable_baselines3.common.preprocessing import get_action_dim
 
 from sb3_som.score import QFunction
 
@@ -57,7 +58,9 @@ def q_spread(critic: ContinuousCritic, features: th.Tensor, which: str) -> th.Te
     uniform actions in ``[-1, 1]^d``, averaged over the first ``Q_SPREAD_STATES`` states of critic features
     (B, f); a scalar (plus 1e-6, so that it can divide)."""
     features = features[:Q_SPREAD_STATES]
-    action_dim = get_action_dim(critic.action_space)
+    action_shape = critic.action_space.shape  # a Box's; math.prod, unlike SB3's get_action_dim, traces in torch.compile
+    assert action_shape is not None
+    action_dim = math.prod(action_shape)
     uniform_actions = 2 * th.rand(features.shape[0], Q_SPREAD_ACTIONS, action_dim, device=features.device) - 1
     return q_at_states(critic, features, uniform_actions, which).std(dim=1).mean() + 1e-6
 

@@ -33,6 +33,8 @@ class FlowTargetConfig:
     distillation_steps: int
     distillation_coef: float
     loss_weight_power: float
+    # the estimator's static_shapes (SOM's compile_step): dQ/da at every proposal, for torch.compile and CUDA graphs
+    static_shapes: bool = False
 
 
 @dataclass
@@ -78,6 +80,7 @@ def actor_losses(
         n_samples=config.n_score_samples,
         estimator=config.score_estimator,
         q_scale=q_scale,
+        static_shapes=config.static_shapes,
     )
     u, u_target = meanflow_target(u_fn, a_t, r, t, target.velocity, u_jvp)
     meanflow = adaptive_weighted_loss(u, u_target, power=config.loss_weight_power)

@@ -126,6 +126,40 @@ class VelocityTarget(NamedTuple):
     gradient_form: th.Tensor  # (B, d) bool: where the gradient form was used
 
 
+def _q_and_gradient_static(q_function: QFunction, a0: th.Tensor, rows: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    """Q (B, K) and dQ/da (B, K, d) of all proposals (B, K, d), detached, by ``torch.func.grad`` (which the outer
+    ``no_grad`` leaves on: no graph to the critic's weights), with no data-dependent shapes."""
+
+    def summed_q(proposals: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        q_values = q_function(proposals, rows)
+        return q_values.sum(), q_values
+
+    with th.no_grad():
+        grad_q, q_values = th.func.grad(summed_q, has_aux=True)(a0)
+    return q_values, grad_q
+
+
+def _q_and_gradient_where_needed(
+    q_function: QFunction, a0: th.Tensor, rows: th.Tensor, may_take_gradient: th.Tensor
+) -> tuple[th.Tensor, th.Tensor]:
+    """Q (B, K) of all proposals (B, K, d) and dQ/da (B, K, d), detached, the gradient only at the states where
+    ``may_take_gradient`` (B,) holds (zero elsewhere): one critic call with autograd for those states, one without
+    for the rest."""
+    grad_rows, other_rows = rows[may_take_gradient], rows[~may_take_gradient]
+    q_values = a0.new_empty(a0.shape[:2])
+    grad_q = th.zeros_like(a0)
+    if len(grad_rows) > 0:
+        with th.enable_grad():
+            a0_grad = a0[grad_rows].detach().requires_grad_(True)
+            q_grad_rows = q_function(a0_grad, grad_rows)
+            (grad_q[grad_rows],) = th.autograd.grad(q_grad_rows.sum(), a0_grad)
+        q_values[grad_rows] = q_grad_rows.detach()
+    if len(other_rows) > 0:
+        with th.no_grad():
+            q_values[other_rows] = q_function(a0[other_rows], other_rows)
+    return q_values, grad_q
+
+
 def estimate_velocity(
     path: NoisePath,
     a_t: th.Tensor,
@@ -135,6 +169,7 @@ def estimate_velocity(
     n_samples: int,
     estimator: str,
     q_scale: th.Tensor,
+    static_shapes: bool = False,
 ) -> VelocityTarget:
     """Monte-Carlo probability-flow velocity of the box-supported Boltzmann policy ``exp(alpha Q / q_scale)``.
 
@@ -145,6 +180,9 @@ def estimate_velocity(
         state and dimension whose posterior lies ``FACE_MARGIN`` proposal standard deviations inside the
         box, the posterior form elsewhere)
     :param q_scale: the Q spread to divide by, a scalar or (B, 1)
+    :param static_shapes: the hybrid takes dQ/da at every proposal (every tensor's shape then depends on B, K and d
+        only, as ``torch.compile`` and CUDA graphs want) rather than only at the states that may use it (less work
+        when run op by op); the velocity is the same
     :return: velocity (B, d), score (B, d), the proposals' Q values (B, K) and the gradient-form mask (B, d), all detached
     """
     if estimator not in ESTIMATORS:
@@ -154,25 +192,15 @@ def estimate_velocity(
     margin = FACE_MARGIN * proposal_std
     a0 = propose(a_t, m_t, s_t, n_samples)
     rows = th.arange(a_t.shape[0], device=a_t.device)
-    # rows where some dimension may take the gradient form: its proposal centre is inside the margin
-    if estimator == "hybrid":
-        gradient_row = (1 - (a_t / m_t).abs() >= margin).any(dim=-1)
-    else:
-        gradient_row = th.zeros_like(rows, dtype=th.bool)
-    grad_rows, post_rows = rows[gradient_row], rows[~gradient_row]
-
-    # One critic call for the rows that need dQ/da, one without autograd for the rest.
-    q_values = a_t.new_empty(a0.shape[:2])
-    grad_q = a0.new_zeros(a0.shape)
-    if len(grad_rows) > 0:
-        with th.enable_grad():
-            a0_grad = a0[grad_rows].detach().requires_grad_(True)
-            q_grad_rows = q_function(a0_grad, grad_rows)
-            (grad_q[grad_rows],) = th.autograd.grad(q_grad_rows.sum(), a0_grad)
-        q_values[grad_rows] = q_grad_rows.detach()
-    if len(post_rows) > 0:
+    # states where some dimension may take the gradient form: its proposal centre lies inside the margin
+    may_take_gradient = (1 - (a_t / m_t).abs() >= margin).any(dim=-1)  # (B,)
+    if estimator == "posterior":
         with th.no_grad():
-            q_values[post_rows] = q_function(a0[post_rows], post_rows)
+            q_values, grad_q = q_function(a0, rows), None
+    elif static_shapes:
+        q_values, grad_q = _q_and_gradient_static(q_function, a0, rows)
+    else:
+        q_values, grad_q = _q_and_gradient_where_needed(q_function, a0, rows, may_take_gradient)
 
     logits = alpha * q_values / q_scale  # (B, K); per-state shifts cancel in the softmax
     weights = th.softmax(logits, dim=1).unsqueeze(-1)  # (B, K, 1)
@@ -180,7 +208,7 @@ def estimate_velocity(
     a0_mean = (weights * a0).sum(1)  # posterior form's E[a_0 | a_t]
     posterior_score = score_from_posterior_mean(path, a_t, t, a0_mean)
     posterior_velocity = velocity_from_posterior_mean(path, a_t, t, a0_mean)
-    if len(grad_rows) == 0:
+    if grad_q is None:
         return VelocityTarget(
             posterior_velocity.detach(), posterior_score.detach(), q_values, th.zeros_like(a_t, dtype=th.bool)
         )
@@ -190,7 +218,7 @@ def estimate_velocity(
     gradient_score = grad_log_target / m_t
     implied_a0_mean = a_t / m_t + proposal_std**2 * grad_log_target  # E[a_0 | a_t] by the gradient form (Tweedie)
     gradient_form = (
-        gradient_row.unsqueeze(-1) & (1 - a0_mean.abs() >= margin) & (1 - implied_a0_mean.abs() >= margin)
+        may_take_gradient.unsqueeze(-1) & (1 - a0_mean.abs() >= margin) & (1 - implied_a0_mean.abs() >= margin)
     )  # (B, d)
     score = th.where(gradient_form, gradient_score, posterior_score)
     velocity = th.where(gradient_form, velocity_from_score(path, a_t, t, gradient_score), posterior_velocity)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import math
+import os
 import pathlib
+import shutil
 from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any, ClassVar, TypeVar
 
-import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
@@ -19,7 +21,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy, ContinuousCritic
 from stable_baselines3.common.preprocessing import get_action_dim
 from stable_baselines3.common.torch_layers import get_actor_critic_arch
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, ReplayBufferSamples, Schedule
 from stable_baselines3.common.utils import get_parameters_by_name, polyak_update
 from torch.nn import functional as F
 
@@ -36,6 +38,7 @@ from sb3_som.policies import (
     MultiInputMeanFlowPolicy,
 )
 from sb3_som.score import ESTIMATORS
+from sb3_som.snapshot import TrainingSnapshot
 from sb3_som.validation import check_bool, check_choice, check_fraction, check_int, check_non_negative, check_positive
 
 SelfSOM = TypeVar("SelfSOM", bound="SOM")
@@ -48,9 +51,32 @@ def first_rows(observations: PyTorchObs, n: int) -> PyTorchObs:
     return observations[:n]
 
 
+def missing_compiler(device: th.device | str = "cpu") -> str | None:
+    """What ``torch.compile`` (its inductor backend) lacks on this machine to compile for ``device``, or None.
+
+    On the CPU it builds C++ kernels ($CXX, g++, clang++ or c++); on a GPU, Triton kernels (the ``triton`` package).
+    """
+    if th.device(device).type == "cpu":
+        compilers = [os.environ.get("CXX"), *map(shutil.which, ("g++", "clang++", "c++"))]
+        return None if any(compilers) else "a C++ compiler ($CXX, g++, clang++ or c++)"
+    return None if importlib.util.find_spec("triton") is not None else "the triton package"
+
+
 A0_SOURCES = ("policy", "buffer")
 TIME_SAMPLERS = ("logit_normal", "uniform")
 NOISE_PATHS = ("linear", "vp")
+
+# what train() logs under train/ (besides learning_rate and n_updates): the critic's two, then _actor_loss's
+STEP_LOGS = (
+    "critic_loss",
+    "q_mean",
+    "actor_loss",
+    "meanflow_loss",
+    "distillation_loss",
+    "q_scale",
+    "score_norm",
+    "target_velocity_norm",
+)
 
 MAX_ALPHA = 1e4
 ALPHA_BOUND_REASON = (
@@ -82,6 +108,7 @@ SETTING_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "distillation_coef": check_non_negative,
     "loss_weight_power": check_fraction,
     "target_update_interval": partial(check_int, minimum=1),
+    "compile_step": check_bool,
     "batch_size": partial(check_int, minimum=1),
     "tau": check_fraction,
     "gamma": check_fraction,
@@ -161,6 +188,10 @@ class SOM(OffPolicyAlgorithm):
     :param sampling_steps: MeanFlow steps per action at inference (1 = one network call); the actor's setting,
         changeable and defaulted as ``n_action_candidates``
     :param target_update_interval: update the target network every ``target_update_interval`` gradient steps
+    :param compile_step: compute the critic's and the actor's losses (forward and backward) through ``torch.compile``,
+        with CUDA graphs on a CUDA device (``mode="reduce-overhead"``); the optimizers' steps and the Polyak update stay
+        eager. The first gradient step compiles (tens of seconds); off by default (``docs/algorithm.md``, "Compiled
+        gradient step")
     :param stats_window_size: window size for the rollout logging
     :param tensorboard_log: the log location for tensorboard (if None, no logging)
     :param policy_kwargs: additional arguments to be passed to the policy on creation
@@ -218,6 +249,7 @@ class SOM(OffPolicyAlgorithm):
         n_action_candidates: int | None = None,
         sampling_steps: int | None = None,
         target_update_interval: int = 1,
+        compile_step: bool = False,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -278,6 +310,8 @@ class SOM(OffPolicyAlgorithm):
         self.distillation_coef = distillation_coef
         self.loss_weight_power = loss_weight_power
         self.target_update_interval = target_update_interval
+        self.compile_step = compile_step
+        self._compiled_losses: tuple[Callable[..., Any], Callable[..., Any]] | None = None
         self._validate_settings()
         if _init_setup_model:
             self._setup_model()
@@ -305,6 +339,12 @@ class SOM(OffPolicyAlgorithm):
             )
         if self.distillation_steps > 0 and self.distillation_coef == 0:
             raise ValueError("distillation_coef must be > 0 when distillation_steps > 0 (distillation_steps=0 turns it off)")
+        missing = missing_compiler(self.device) if self.compile_step else None
+        if missing is not None:
+            raise ValueError(
+                f"compile_step=True needs {missing} on this machine for device {self.device.type!r} (torch.compile "
+                "builds its kernels with it): install it, or use compile_step=False"
+            )
         proposals = self.batch_size * self.n_score_samples
         if proposals > MAX_SCORE_PROPOSALS:
             critic_width = sum(get_actor_critic_arch(self.policy_kwargs.get("net_arch") or [256, 256])[1])
@@ -359,113 +399,135 @@ class SOM(OffPolicyAlgorithm):
             distillation_steps=self.distillation_steps,
             distillation_coef=self.distillation_coef,
             loss_weight_power=self.loss_weight_power,
+            static_shapes=self.compile_step,
         )
 
-    def _check_finite(self, name: str, loss: th.Tensor) -> float:
-        """The loss as a float; raises before the update that would use a non-finite loss.
+    def _critic_loss(self, replay_data: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """The twin critics' TD loss (scalar, with graph), the first critic's RMS TD error and its mean Q (detached).
 
-        The critic's loss is checked before any update of the gradient step, the actor's after the critic's update.
+        The TD target draws a' from the one-step actor and takes the min over the target critics, as SAC does.
         """
-        value = loss.item()
-        if not np.isfinite(value):
-            if name == "critic_loss":
-                changed = "no weights were updated in this gradient step"
-            else:
-                changed = "the critic was already updated in this gradient step; the actor and the target critic were not"
-            hint = "Check the rewards and observations for NaN/inf, or lower the learning rate."
-            raise FloatingPointError(
-                f"SOM: {name} is {value} (not finite); training stopped before the {name} update: {changed}. {hint}"
-            )
-        return value
+        discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
+        with th.no_grad():
+            next_actions = self.actor(replay_data.next_observations)
+            next_q_values = th.cat(self.critic_target(replay_data.next_observations, next_actions), dim=1)
+            next_q_values = next_q_values.min(dim=1, keepdim=True).values
+            target_q_values = replay_data.rewards + (1 - replay_data.dones) * discounts * next_q_values
+        current_q_values = self.critic(replay_data.observations, replay_data.actions)
+        squared_td_errors = [F.mse_loss(current_q, target_q_values) for current_q in current_q_values]
+        critic_loss = 0.5 * th.stack(squared_td_errors).sum()
+        td_error_rms = squared_td_errors[0].detach().sqrt()  # the first critic's, for the Q scale's floor
+        return critic_loss, td_error_rms, current_q_values[0].detach().mean()
+
+    def _actor_loss(self, replay_data: ReplayBufferSamples, td_error_rms: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """The actor's loss (scalar, with graph) and its logs, ``STEP_LOGS[2:]`` in order (detached).
+
+        The MeanFlow regression onto the critic's velocity field, on the first ``ceil(actor_batch_fraction * B)``
+        states of the batch (B its size).
+        """
+        batch_size = replay_data.actions.shape[0]
+        actor_states = math.ceil(self.actor_batch_fraction * batch_size)
+        observations = first_rows(replay_data.observations, actor_states)
+        actor_features = self.actor.extract_features(observations, self.actor.features_extractor)
+        noise = th.randn_like(replay_data.actions[:actor_states])
+        # u(e, 0, 1 | s): the self-distillation's student (hence the graph) and, detached, the one-step sample a_0
+        with th.set_grad_enabled(self.distillation_steps > 0):
+            one_step_velocity = self.actor.one_step_velocity(actor_features, noise)
+        if self.a0_source == "policy":
+            a0 = (noise - one_step_velocity.detach()).clamp(-1.0, 1.0)
+        else:
+            a0 = replay_data.actions[:actor_states]
+        valuing_critic = self.critic_target if self.score_with_target_critic else self.critic
+        with th.no_grad():
+            critic_features = valuing_critic.extract_features(observations, valuing_critic.features_extractor)
+            q_scale = floored_q_scale(q_spread(valuing_critic, critic_features, self.score_critic), td_error_rms)
+
+        losses = actor_losses(
+            u_fn=self.actor.velocity_at(actor_features),
+            a0=a0,
+            noise=noise,
+            one_step_velocity=one_step_velocity,
+            path=self.flow_path,
+            q_function=proposal_q_function(valuing_critic, critic_features, self.score_critic),
+            config=self.flow_config,
+            q_scale=q_scale,
+            u_jvp=network_velocity_jvp(partial(self.actor.network_input, actor_features), self.actor.velocity_net),
+        )
+        distillation = losses.distillation if losses.distillation is not None else th.zeros_like(losses.meanflow)
+        logs = th.stack(
+            [
+                losses.total.detach(),
+                losses.meanflow.detach(),
+                distillation.detach(),
+                q_scale,
+                losses.target.score.norm(dim=-1).mean(),
+                losses.target.velocity.norm(dim=-1).mean(),
+            ]
+        )
+        return losses.total, logs
+
+    def _loss_functions(
+        self,
+    ) -> tuple[
+        Callable[[ReplayBufferSamples], tuple[th.Tensor, th.Tensor, th.Tensor]],
+        Callable[[ReplayBufferSamples, th.Tensor], tuple[th.Tensor, th.Tensor]],
+    ]:
+        """The critic's and the actor's loss functions: the methods themselves, or with ``compile_step`` their
+        ``torch.compile`` versions (built at the first call, recompiled by torch when a setting they read changes)."""
+        if not self.compile_step:
+            return self._critic_loss, self._actor_loss
+        if self._compiled_losses is None:
+            mode = "reduce-overhead" if self.device.type == "cuda" else "default"
+            self._compiled_losses = (th.compile(self._critic_loss, mode=mode), th.compile(self._actor_loss, mode=mode))
+        return self._compiled_losses
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        """``gradient_steps`` updates of the critic, then the actor, then (every ``target_update_interval``) the target
+        critic, each on a fresh replay batch.
+
+        The logs stay on the device and are read back once, at the end. If a critic or actor loss was not finite,
+        every weight and optimizer state is put back as it was at the start of the call and ``FloatingPointError``
+        is raised: no update of the call reaches the weights that are saved or acted with.
+        """
         self.policy.set_training_mode(True)
-        self._update_learning_rate([self.actor.optimizer, self.critic.optimizer])
-        logs: dict[str, list[float]] = {
-            key: []
-            for key in (
-                "critic_loss",
-                "actor_loss",
-                "meanflow_loss",
-                "distillation_loss",
-                "q_mean",
-                "q_scale",
-                "score_norm",
-                "target_velocity_norm",
-            )
-        }
+        optimizers = [self.actor.optimizer, self.critic.optimizer]
+        self._update_learning_rate(optimizers)
+        snapshot = TrainingSnapshot(self.policy, optimizers)
+        critic_loss_function, actor_loss_function = self._loss_functions()
+        log_sums = th.zeros(len(STEP_LOGS), device=self.device)
 
         for gradient_step in range(gradient_steps):
             replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
-            discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
-
-            # Critic: TD target with a' drawn from the one-step actor, min over target critics
-            with th.no_grad():
-                next_actions = self.actor(replay_data.next_observations)
-                next_q_values = th.cat(self.critic_target(replay_data.next_observations, next_actions), dim=1)
-                next_q_values = next_q_values.min(dim=1, keepdim=True).values
-                target_q_values = replay_data.rewards + (1 - replay_data.dones) * discounts * next_q_values
-            current_q_values = self.critic(replay_data.observations, replay_data.actions)
-            squared_td_errors = [F.mse_loss(current_q, target_q_values) for current_q in current_q_values]
-            critic_loss = 0.5 * sum(squared_td_errors)
-            td_error_rms = squared_td_errors[0].detach().sqrt()  # the first critic's, for the Q scale's floor
-            assert isinstance(critic_loss, th.Tensor)
-            logs["critic_loss"].append(self._check_finite("critic_loss", critic_loss))
-            logs["q_mean"].append(current_q_values[0].mean().item())
+            critic_loss, td_error_rms, q_mean = critic_loss_function(replay_data)
             self.critic.optimizer.zero_grad()
             critic_loss.backward()
             self.critic.optimizer.step()
 
-            # Actor: regress u_theta on the MeanFlow target built from the critic's velocity field, on the first
-            # actor_states states of the batch
-            actor_states = math.ceil(self.actor_batch_fraction * batch_size)
-            observations = first_rows(replay_data.observations, actor_states)
-            actor_features = self.actor.extract_features(observations, self.actor.features_extractor)
-            noise = th.randn_like(replay_data.actions[:actor_states])
-            # u(e, 0, 1 | s): the self-distillation's student (hence the graph) and, detached, the one-step sample a_0
-            with th.set_grad_enabled(self.distillation_steps > 0):
-                one_step_velocity = self.actor.one_step_velocity(actor_features, noise)
-            if self.a0_source == "policy":
-                a0 = (noise - one_step_velocity.detach()).clamp(-1.0, 1.0)
-            else:
-                a0 = replay_data.actions[:actor_states]
-            valuing_critic = self.critic_target if self.score_with_target_critic else self.critic
-            with th.no_grad():
-                critic_features = valuing_critic.extract_features(observations, valuing_critic.features_extractor)
-                q_scale = floored_q_scale(q_spread(valuing_critic, critic_features, self.score_critic), td_error_rms)
-
-            losses = actor_losses(
-                u_fn=self.actor.velocity_at(actor_features),
-                a0=a0,
-                noise=noise,
-                one_step_velocity=one_step_velocity,
-                path=self.flow_path,
-                q_function=proposal_q_function(valuing_critic, critic_features, self.score_critic),
-                config=self.flow_config,
-                q_scale=q_scale,
-                u_jvp=network_velocity_jvp(partial(self.actor.network_input, actor_features), self.actor.velocity_net),
-            )
-            logs["actor_loss"].append(self._check_finite("actor_loss", losses.total))
-            logs["meanflow_loss"].append(losses.meanflow.item())
-            if losses.distillation is not None:
-                logs["distillation_loss"].append(losses.distillation.item())
-            logs["q_scale"].append(float(q_scale))
-            logs["score_norm"].append(losses.target.score.norm(dim=-1).mean().item())
-            logs["target_velocity_norm"].append(losses.target.velocity.norm(dim=-1).mean().item())
+            actor_loss, actor_logs = actor_loss_function(replay_data, td_error_rms)
             self.actor.optimizer.zero_grad()
-            losses.total.backward()
+            actor_loss.backward()
             self.actor.optimizer.step()
+            log_sums += th.cat([critic_loss.detach().view(1), q_mean.view(1), actor_logs])
 
             if gradient_step % self.target_update_interval == 0:
                 polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
                 # copy batch norm running stats, as SAC does
                 polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
 
+        logs = dict(zip(STEP_LOGS, (log_sums / gradient_steps).tolist(), strict=True))  # the call's one read-back
+        not_finite = [name for name in ("critic_loss", "actor_loss") if not math.isfinite(logs[name])]
+        if not_finite:
+            snapshot.restore()
+            raise FloatingPointError(
+                f"SOM: {' and '.join(not_finite)} not finite in this train() call of {gradient_steps} gradient step(s); "
+                "training stopped, and the weights, target critic and optimizer states are those from before the call. "
+                "Check the rewards and observations for NaN/inf, or lower the learning rate."
+            )
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        for key, values in logs.items():
-            if values:
-                self.logger.record(f"train/{key}", float(np.mean(values)))
+        for key, value in logs.items():
+            if key != "distillation_loss" or self.distillation_steps > 0:
+                self.logger.record(f"train/{key}", value)
 
     def learn(
         self: SelfSOM,
@@ -546,7 +608,7 @@ class SOM(OffPolicyAlgorithm):
         return model
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "actor", "critic", "critic_target"]
+        return [*super()._excluded_save_params(), "actor", "critic", "critic_target", "_compiled_losses"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         return ["policy", "actor.optimizer", "critic.optimizer"], []

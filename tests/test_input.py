@@ -328,14 +328,40 @@ def test_truncated_or_damaged_files_are_refused_naming_the_file(saved_model, tmp
     assert "damaged.zip" in str(error.value)
 
 
-def test_non_finite_loss_messages_say_which_weights_changed():
-    model = SOM("MlpPolicy", "Pendulum-v1", **TINY)
-    with pytest.raises(FloatingPointError, match=r"critic_loss .* no weights were updated in this gradient step"):
-        model._check_finite("critic_loss", th.tensor(float("nan")))
-    with pytest.raises(FloatingPointError) as error:
-        model._check_finite("actor_loss", th.tensor(float("inf")))
-    assert "the critic was already updated in this gradient step" in str(error.value)
-    assert "unchanged" not in str(error.value)
+def test_a_non_finite_loss_undoes_every_gradient_step_of_the_train_call(monkeypatch):
+    model = SOM("MlpPolicy", "Pendulum-v1", **TINY, seed=0)
+    model.learn(60)
+    weights = {name: value.clone() for name, value in model.policy.state_dict().items()}
+    optimizer_states = [
+        {
+            index: {key: value.clone() for key, value in state.items()}
+            for index, state in optimizer.state_dict()["state"].items()
+        }
+        for optimizer in (model.actor.optimizer, model.critic.optimizer)
+    ]
+    n_updates = model._n_updates
+    calls = []
+    actor_loss = model._actor_loss
+
+    def actor_loss_infinite_at_the_third_step(replay_data, td_error_rms):
+        loss, logs = actor_loss(replay_data, td_error_rms)
+        calls.append(len(calls))
+        return (loss * float("inf") if len(calls) == 3 else loss), logs
+
+    monkeypatch.setattr(model, "_actor_loss", actor_loss_infinite_at_the_third_step)
+    with pytest.raises(FloatingPointError, match=r"actor_loss not finite in this train\(\) call of 4 gradient step\(s\)"):
+        model.train(gradient_steps=4, batch_size=16)
+    assert len(calls) == 4, "the steps after the non-finite one ran, and are undone with it"
+    after = model.policy.state_dict()
+    assert all(th.equal(weights[name], after[name]) for name in weights), "actor, critic and target critic restored"
+    for optimizer, saved in zip((model.actor.optimizer, model.critic.optimizer), optimizer_states, strict=True):
+        state = optimizer.state_dict()["state"]
+        assert state.keys() == saved.keys()
+        assert all(th.equal(state[i][key], saved[i][key]) for i in saved for key in saved[i])
+    assert model._n_updates == n_updates
+    monkeypatch.undo()
+    model.train(gradient_steps=2, batch_size=16)  # training goes on from the restored state
+    assert all(th.isfinite(value).all() for value in model.policy.state_dict().values())
 
 
 # command line

@@ -176,6 +176,23 @@ def test_hybrid_takes_the_gradient_form_only_inside_the_face_margin_and_is_then_
     assert not late.gradient_form.any()  # the margin exceeds the box's half-width at large t
 
 
+@pytest.mark.parametrize("target_name", sorted(FACE_TARGETS))
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
+def test_the_static_shape_hybrid_equals_the_one_that_differentiates_only_where_needed(path, target_name):
+    target = FACE_TARGETS[target_name]
+    t = th.rand(500, 1, generator=th.Generator().manual_seed(1))  # states at every t, interior and at the faces
+    a_t = target.sample_noised(path, t, th.Generator().manual_seed(0))
+    estimates = []
+    for static_shapes in (False, True):
+        th.manual_seed(0)  # the same proposals
+        estimates.append(estimate_velocity(path, a_t, t, target.q_function, 1.0, 16, "hybrid", th.tensor(1.0), static_shapes))
+    split, static = estimates
+    assert split.gradient_form.any() and not split.gradient_form.all()
+    assert th.equal(split.gradient_form, static.gradient_form)
+    th.testing.assert_close(static.velocity, split.velocity, rtol=1e-5, atol=1e-5)
+    th.testing.assert_close(static.score, split.score, rtol=1e-5, atol=1e-4)
+
+
 # Tolerance on the bias of the velocity (mean error over states within 4 proposal standard deviations of a
 # face, 2000 states, K = 256): the gradient form without the face terms is off by 0.5 to 3 there.
 FACE_BIAS_TOLERANCE = 0.05

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from functools import partial
 
 import gymnasium as gym
@@ -10,12 +11,14 @@ import pytest
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.utils import set_random_seed
 
 from sb3_som import SOM, MlpMeanFlowPolicy
 from sb3_som.critic_values import floored_q_scale, proposal_q_function, q_spread
 from sb3_som.meanflow import network_velocity_jvp, sample_actions
 from sb3_som.policies import MeanFlowActor
 from sb3_som.score import estimate_velocity
+from sb3_som.som import missing_compiler
 
 SMALL = dict(
     learning_starts=50,
@@ -176,15 +179,29 @@ def test_save_load_gives_identical_deterministic_actions_and_keeps_som_arguments
     loaded.learn(60)  # training resumes
 
 
-def test_non_finite_loss_stops_training_and_leaves_weights_unchanged():
-    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, seed=0)
+@pytest.mark.parametrize(
+    "compile_step",
+    [False, pytest.param(True, marks=pytest.mark.skipif(missing_compiler() is not None, reason="no C++ compiler"))],
+)
+def test_non_finite_loss_stops_training_and_leaves_weights_unchanged(compile_step):
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, compile_step=compile_step, seed=0)
     model.learn(60)
     model.replay_buffer.rewards[:] = np.nan
     before = {k: v.clone() for k, v in model.policy.state_dict().items()}
     with pytest.raises(FloatingPointError, match="critic_loss"):
-        model.train(gradient_steps=1, batch_size=16)
+        model.train(gradient_steps=2, batch_size=32)
     after = model.policy.state_dict()
     assert all(th.equal(before[k], after[k]) for k in before)
+
+
+def test_compile_step_without_a_compiler_is_refused_naming_what_is_missing(monkeypatch):
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(ValueError, match=r"compile_step=True needs a C\+\+ compiler .* for device 'cpu'"):
+        SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, compile_step=True, device="cpu")
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, device="cpu")
+    with pytest.raises(ValueError, match="compile_step"):
+        model.compile_step = "yes"
 
 
 def test_settings_assigned_after_construction_take_effect_at_the_next_update(monkeypatch):
@@ -348,3 +365,39 @@ def test_actor_update_uses_the_first_share_of_the_batch_and_the_chosen_critic(
     # are valued on the first actor_states states by the target critic or by the critic
     assert seen["critic"] == [10] + ([] if target_critic else [actor_states])
     assert seen["critic_target"] == [10] + ([actor_states] if target_critic else [])
+
+
+@pytest.mark.skipif(missing_compiler() is not None, reason="torch.compile on the CPU needs a C++ compiler")
+def test_compiled_gradient_step_computes_what_the_eager_step_computes(tmp_path, monkeypatch):
+    # inductor draws its random numbers from the same generator and ops as eager, so both see the same noise; the
+    # reset drops graphs compiled earlier in this process without that setting, which the new models would reuse
+    monkeypatch.setattr(th._inductor.config, "fallback_random", True)
+    th._dynamo.reset()
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, seed=0)
+    model.learn(100)
+    model.save(tmp_path / "start")
+    trained = {}
+    for compile_step in (False, True):
+        copy = SOM.load(tmp_path / "start", env=model.env, compile_step=compile_step)
+        copy.replay_buffer = model.replay_buffer
+        copy.set_logger(model.logger)
+        set_random_seed(1)
+        copy.train(gradient_steps=3, batch_size=32)
+        trained[compile_step] = copy, dict(copy.logger.name_to_value)
+    (eager, eager_logs), (compiled, compiled_logs) = trained[False], trained[True]
+    assert compiled._compiled_losses is not None and eager._compiled_losses is None
+    eager_weights, compiled_weights = eager.policy.state_dict(), compiled.policy.state_dict()
+    for name, value in eager_weights.items():
+        th.testing.assert_close(compiled_weights[name], value, rtol=1e-5, atol=1e-6, msg=name)
+    for key in ("train/critic_loss", "train/actor_loss", "train/q_scale"):
+        assert compiled_logs[key] == pytest.approx(eager_logs[key], rel=1e-5), key
+    # the posterior form divides by s_t^2 near t = 0, which magnifies the fused kernels' rounding
+    assert compiled_logs["train/score_norm"] == pytest.approx(eager_logs["train/score_norm"], rel=1e-3)
+    # the compiled functions are not saved; the file loads and acts as the model it came from
+    compiled.save(tmp_path / "compiled")
+    loaded = SOM.load(tmp_path / "compiled")
+    observation = model.observation_space.sample()
+    assert loaded.compile_step is True
+    np.testing.assert_array_equal(
+        loaded.predict(observation, deterministic=True)[0], compiled.predict(observation, deterministic=True)[0]
+    )
