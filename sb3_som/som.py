@@ -496,7 +496,10 @@ class SOM(OffPolicyAlgorithm):
         critic_loss_function, actor_loss_function = self._loss_functions()
         log_sums = th.zeros(len(STEP_LOGS), device=self.device)
 
+        cuda_graphs = self.compile_step and self.device.type == "cuda"
         for gradient_step in range(gradient_steps):
+            if cuda_graphs:  # a new training iteration: the previous step's graph outputs are no longer read
+                th.compiler.cudagraph_mark_step_begin()
             replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
             critic_loss, td_error_rms, q_mean = critic_loss_function(replay_data)
             self.critic.optimizer.zero_grad()

@@ -367,18 +367,24 @@ def test_actor_update_uses_the_first_share_of_the_batch_and_the_chosen_critic(
     assert seen["critic_target"] == [10] + ([actor_states] if target_critic else [])
 
 
-@pytest.mark.skipif(missing_compiler() is not None, reason="torch.compile on the CPU needs a C++ compiler")
-def test_compiled_gradient_step_computes_what_the_eager_step_computes(tmp_path, monkeypatch):
+COMPILE_DEVICES = [
+    pytest.param(device, marks=pytest.mark.skipif(missing_compiler(device) is not None, reason=f"cannot compile for {device}"))
+    for device in ["cpu"] + (["cuda"] if th.cuda.is_available() else [])
+]
+
+
+@pytest.mark.parametrize("device", COMPILE_DEVICES)
+def test_compiled_gradient_step_computes_what_the_eager_step_computes(tmp_path, monkeypatch, device):
     # inductor draws its random numbers from the same generator and ops as eager, so both see the same noise; the
     # reset drops graphs compiled earlier in this process without that setting, which the new models would reuse
     monkeypatch.setattr(th._inductor.config, "fallback_random", True)
     th._dynamo.reset()
-    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, seed=0)
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, device=device, seed=0)
     model.learn(100)
     model.save(tmp_path / "start")
     trained = {}
     for compile_step in (False, True):
-        copy = SOM.load(tmp_path / "start", env=model.env, compile_step=compile_step)
+        copy = SOM.load(tmp_path / "start", env=model.env, device=device, compile_step=compile_step)
         copy.replay_buffer = model.replay_buffer
         copy.set_logger(model.logger)
         set_random_seed(1)
@@ -395,7 +401,7 @@ def test_compiled_gradient_step_computes_what_the_eager_step_computes(tmp_path, 
     assert compiled_logs["train/score_norm"] == pytest.approx(eager_logs["train/score_norm"], rel=1e-3)
     # the compiled functions are not saved; the file loads and acts as the model it came from
     compiled.save(tmp_path / "compiled")
-    loaded = SOM.load(tmp_path / "compiled")
+    loaded = SOM.load(tmp_path / "compiled", device=device)
     observation = model.observation_space.sample()
     assert loaded.compile_step is True
     np.testing.assert_array_equal(
