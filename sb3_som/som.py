@@ -492,6 +492,8 @@ class SOM(OffPolicyAlgorithm):
         self.policy.set_training_mode(True)
         optimizers = [self.actor.optimizer, self.critic.optimizer]
         self._update_learning_rate(optimizers)
+        if gradient_steps < 1:
+            return
         snapshot = TrainingSnapshot(self.policy, optimizers)
         critic_loss_function, actor_loss_function = self._loss_functions()
         log_sums = th.zeros(len(STEP_LOGS), device=self.device)

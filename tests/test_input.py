@@ -360,6 +360,8 @@ def test_a_non_finite_loss_undoes_every_gradient_step_of_the_train_call(monkeypa
         assert all(th.equal(state[i][key], saved[i][key]) for i in saved for key in saved[i])
     assert model._n_updates == n_updates
     monkeypatch.undo()
+    model.train(gradient_steps=0, batch_size=16)  # no step: nothing to check, nothing changes
+    assert model._n_updates == n_updates
     model.train(gradient_steps=2, batch_size=16)  # training goes on from the restored state
     assert all(th.isfinite(value).all() for value in model.policy.state_dict().values())
 
