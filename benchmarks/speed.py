@@ -8,7 +8,9 @@ Measures, as medians of ``--repeats`` repeats:
 (d) SOM's gradient step with one setting changed at a time (``LEVERS``: K, the estimator, the critics that
     value the proposals, the self-distillation's steps, the share of the batch the actor's update uses), each
     timed in alternation with SAC's;
-(e) the score estimation's achieved GFLOP/s against this machine's measured fp32 matmul rate.
+(e) the score estimation's achieved GFLOP/s against this machine's measured fp32 matmul rate;
+(f) ``learn()``: environment steps per second with a gradient step after each, SOM (eager and compiled) and SAC
+    in alternation, ``--learn-steps`` steps per timing.
 Times are reported together with their ratio to SAC's, which is what transfers between machines. In (a)
 and (b) SOM and SAC are timed in alternation and the ratio is the median of the per-pair ratios.
 
@@ -143,6 +145,33 @@ def step_cell(som: SOM, sac: SAC, args: argparse.Namespace, **settings: object) 
     return f"{t_som / args.grad_steps * 1e3:.1f} | {ratio:.2f}"
 
 
+def learn_rates(som: SOM, sac: SAC, args: argparse.Namespace) -> None:
+    """Part (f): ``learn(--learn-steps)`` on the filled models, timed three times each in alternation (SOM eager,
+    SOM compiled, SAC), as environment steps per second; the compiled step is compiled before the timings."""
+    som.compile_step = True
+    som.train(1, args.batch_size)  # compiles
+    seconds: dict[str, list[float]] = {"SOM": [], "SOM, compile_step=True": [], "SAC": []}
+    for _ in range(3):
+        for name, model, compiled in (("SOM", som, False), ("SOM, compile_step=True", som, True), ("SAC", sac, False)):
+            if isinstance(model, SOM):
+                model.compile_step = compiled
+            if args.device.startswith("cuda"):
+                th.cuda.synchronize()
+            start = time.perf_counter()
+            model.learn(args.learn_steps, reset_num_timesteps=False)
+            if args.device.startswith("cuda"):
+                th.cuda.synchronize()
+            seconds[name].append(time.perf_counter() - start)
+    som.compile_step = False
+    print(f"\n## learn(): environment steps per second, a gradient step after each ({args.learn_steps} steps per timing, "
+          "median of 3, in alternation)\n")  # fmt: skip
+    print("| model | steps / s | vs SAC |\n|---|---|---|")
+    sac_rate = args.learn_steps / statistics.median(seconds["SAC"])
+    for name, times in seconds.items():
+        rate = args.learn_steps / statistics.median(times)
+        print(f"| {name} | {rate:.0f} | {rate / sac_rate:.2f} |")
+
+
 def filled(model: SOM | SAC, steps: int) -> SOM | SAC:
     """Fill the replay buffer with ``steps`` random-action steps (no training)."""
     model.learning_starts = steps
@@ -158,6 +187,7 @@ def main() -> None:
     parser.add_argument("--grad-steps", type=int, default=10, help="gradient steps per timed repeat")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--skip-sweep", action="store_true", help="skip part (d)")
+    parser.add_argument("--learn-steps", type=int, default=1000, help="steps per learn() timing in part (f); 0 skips it")
     args = parser.parse_args()
     device, batch = args.device, args.batch_size
     som = filled(SOM("MlpMeanFlowPolicy", args.env, batch_size=batch, policy_kwargs=NET, device=device, seed=0), 1000)
@@ -213,6 +243,8 @@ def main() -> None:
         print(f"| {k} | {seconds * 1e3:.3f} | {seconds / base:.1f} |")
 
     score_gflops(som, batch, args.repeats, device)
+    if args.learn_steps:
+        learn_rates(som, sac, args)
     if args.skip_sweep:
         return
     print("\n## Levers: SOM's gradient step with one setting changed (alternating with SAC's step)\n")
