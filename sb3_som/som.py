@@ -76,7 +76,10 @@ STEP_LOGS = (
     "q_scale",
     "score_norm",
     "target_velocity_norm",
+    "face_fraction",
 )
+# an action coordinate beyond this (in the normalised box [-1, 1]) counts as on a face, for train/face_fraction
+FACE_THRESHOLD = 0.98
 
 MAX_ALPHA = 1e4
 ALPHA_BOUND_REASON = (
@@ -433,10 +436,8 @@ class SOM(OffPolicyAlgorithm):
         # u(e, 0, 1 | s): the self-distillation's student (hence the graph) and, detached, the one-step sample a_0
         with th.set_grad_enabled(self.distillation_steps > 0):
             one_step_velocity = self.actor.one_step_velocity(actor_features, noise)
-        if self.a0_source == "policy":
-            a0 = (noise - one_step_velocity.detach()).clamp(-1.0, 1.0)
-        else:
-            a0 = replay_data.actions[:actor_states]
+        one_step_actions = (noise - one_step_velocity.detach()).clamp(-1.0, 1.0)
+        a0 = one_step_actions if self.a0_source == "policy" else replay_data.actions[:actor_states]
         valuing_critic = self.critic_target if self.score_with_target_critic else self.critic
         with th.no_grad():
             critic_features = valuing_critic.extract_features(observations, valuing_critic.features_extractor)
@@ -462,6 +463,7 @@ class SOM(OffPolicyAlgorithm):
                 q_scale,
                 losses.target.score.norm(dim=-1).mean(),
                 losses.target.velocity.norm(dim=-1).mean(),
+                (one_step_actions.abs() > FACE_THRESHOLD).float().mean(),
             ]
         )
         return losses.total, logs

@@ -161,6 +161,7 @@ def test_learn_logs_the_health_of_critic_and_flow_then_predicts(tmp_path):
     logged = model.logger.name_to_value
     for key in ("critic_loss", "actor_loss", "meanflow_loss", "distillation_loss", "q_mean", "q_scale", "score_norm"):
         assert np.isfinite(logged[f"train/{key}"]), key
+    assert 0.0 <= logged["train/face_fraction"] <= 1.0
     assert model.num_timesteps == 150
     action, _ = model.predict(model.env.reset())
     assert action.shape == (1, 1)
@@ -407,3 +408,19 @@ def test_compiled_gradient_step_computes_what_the_eager_step_computes(tmp_path, 
     np.testing.assert_array_equal(
         loaded.predict(observation, deterministic=True)[0], compiled.predict(observation, deterministic=True)[0]
     )
+
+
+def test_face_fraction_is_the_share_of_one_step_sample_coordinates_on_the_box_faces():
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **{**SMALL, "batch_size": 256}, learning_rate=0.0, seed=0)
+    model.learn(60)
+    last_layer = model.actor.velocity_net[-1]
+    fractions = []
+    for bias in (-10.0, 0.0):  # u(e, 0, 1) = bias: the one-step sample is e - bias, clipped to the box
+        with th.no_grad():
+            last_layer.weight.zero_()
+            last_layer.bias.fill_(bias)
+        model.train(gradient_steps=1, batch_size=256)
+        fractions.append(model.logger.name_to_value["train/face_fraction"])
+    assert fractions[0] == 1.0  # e + 10 lies beyond the face +1 for every draw
+    # e itself: P(|e| > 0.98) = 0.327 for a standard normal; 128 states of the actor's half of the batch
+    assert fractions[1] == pytest.approx(0.327, abs=0.13)
