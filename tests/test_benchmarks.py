@@ -1,0 +1,33 @@
+"""The benchmark scripts' own measurements, on samples whose answer is known."""
+
+import numpy as np
+import pytest
+from action_distribution import count_modes, summary
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("uniform", 1), ("gaussian", 1), ("two gaussians", 2), ("on a face", 1), ("face and interior", 2), ("constant", 1)],
+)
+def test_count_modes_counts_the_modes_of_known_distributions(name: str, expected: int) -> None:
+    rng = np.random.default_rng(0)
+    samples = {
+        "uniform": rng.uniform(-1, 1, 4000),
+        "gaussian": rng.normal(0.3, 0.2, 4000).clip(-1, 1),
+        "two gaussians": np.concatenate([rng.normal(-0.5, 0.1, 2000), rng.normal(0.5, 0.1, 2000)]),
+        "on a face": rng.normal(0.95, 0.2, 4000).clip(-1, 1),
+        "face and interior": np.concatenate([rng.normal(-0.95, 0.1, 1000), rng.normal(0.3, 0.15, 3000)]).clip(-1, 1),
+        "constant": np.full(4000, 0.2),
+    }[name]
+    assert count_modes(samples) == expected
+
+
+def test_summary_of_bimodal_and_face_samples() -> None:
+    rng = np.random.default_rng(1)
+    bimodal = np.concatenate([rng.normal(-0.5, 0.1, 2000), rng.normal(0.5, 0.1, 2000)])
+    actions = np.stack([np.stack([bimodal, np.ones(4000)], axis=-1)] * 3)  # (3 states, 4000, 2 dimensions)
+    row = summary(actions)
+    assert row["share with 2+ modes"] == pytest.approx(0.5)
+    assert row["mean modes"] == pytest.approx(1.5)
+    assert row["share on a face"] == pytest.approx(0.5)
+    assert row["mean std"] == pytest.approx(bimodal.std() / 2, rel=1e-6)
