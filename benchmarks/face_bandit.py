@@ -65,7 +65,7 @@ def run(job: tuple[str, int, int]) -> dict[str, Any]:
         share_beyond_098=float((actions > 0.98).mean()),
         mean_action=float(actions.mean()),
         q_scale=q_scale,
-        target_share_beyond_098=target_share_beyond(0.98, model.alpha / q_scale),
+        target_share_beyond_098=target_share_beyond(0.98, model.target_alpha / q_scale),
     )
 
 

@@ -96,13 +96,13 @@ def main() -> None:
 
     observations = visited_states(model, args.env, args.states_episodes)
     q = grid_q(model, observations)
-    argmax, median = GRID[q.argmax(dim=1)], target_median(q, model.alpha, args.q_scale)
-    target_tail = th.softmax(model.alpha * q / args.q_scale, dim=1)[:, GRID.abs() > 0.98].sum(dim=1)
+    argmax, median = GRID[q.argmax(dim=1)], target_median(q, model.target_alpha, args.q_scale)
+    target_tail = th.softmax(model.target_alpha * q / args.q_scale, dim=1)[:, GRID.abs() > 0.98].sum(dim=1)
     with th.no_grad():
         one_step = model.actor(observations, deterministic=True)[:, 0]
         samples = th.stack([model.actor(observations)[:, 0] for _ in range(256)], dim=1)
     print(f"## States visited by the deterministic policy ({len(observations)}, {args.states_episodes} episodes), "
-          f"by the target critic's argmax (alpha {model.alpha:g})\n")  # fmt: skip
+          f"by the target critic's argmax (alpha {model.target_alpha:g})\n")  # fmt: skip
     print("| argmax in | states | one-step action (mean) | target's median (mean) | policy's mass beyond 0.98 "
           "| target's mass beyond 0.98 |\n|---|---|---|---|---|---|")  # fmt: skip
     for low, high in GROUPS:

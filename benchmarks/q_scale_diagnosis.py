@@ -79,7 +79,7 @@ def instrument(model: SOM, sums: dict[str, float], floor: str) -> None:
         elif floor == "none":
             value = spread
         else:
-            factor = model.alpha if floor == "alpha-disagreement" else 1.0
+            factor = model.target_alpha if floor == "alpha-disagreement" else 1.0
             value = th.maximum(spread, factor * disagreements["difference"])
         for key, number in (
             ("spread", spread),

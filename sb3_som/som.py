@@ -39,7 +39,15 @@ from sb3_som.policies import (
 )
 from sb3_som.score import ESTIMATORS
 from sb3_som.snapshot import TrainingSnapshot
-from sb3_som.validation import check_bool, check_choice, check_fraction, check_int, check_non_negative, check_positive
+from sb3_som.validation import (
+    check_auto_or_positive,
+    check_bool,
+    check_choice,
+    check_fraction,
+    check_int,
+    check_non_negative,
+    check_positive,
+)
 
 SelfSOM = TypeVar("SelfSOM", bound="SOM")
 
@@ -82,6 +90,8 @@ STEP_LOGS = (
 FACE_THRESHOLD = 0.98
 
 MAX_ALPHA = 1e4
+# alpha="auto" is AUTO_ALPHA * sqrt(d) for d action dimensions: the same greediness per action dimension whatever d
+AUTO_ALPHA = 10.0
 ALPHA_BOUND_REASON = (
     " (alpha applies to Q in units of its spread: at 1e4 a proposal a hundredth of that spread below the best already"
     " weighs e^-100 against it, so a larger alpha adds no greediness the critic can resolve and only drives the logits"
@@ -95,7 +105,7 @@ MAX_SCORE_PROPOSALS = 2**22
 INFERENCE_SETTINGS = ("n_action_candidates", "sampling_steps")
 # SOM's settings with the check each value gets whenever it is assigned (numbers become Python numbers)
 SETTING_CHECKS: dict[str, Callable[[str, Any], Any]] = {
-    "alpha": partial(check_positive, maximum=MAX_ALPHA, why=ALPHA_BOUND_REASON),
+    "alpha": partial(check_auto_or_positive, maximum=MAX_ALPHA, why=ALPHA_BOUND_REASON),
     "n_score_samples": partial(check_int, minimum=1),
     "score_critic": partial(check_choice, choices=SCORE_CRITICS),
     "score_with_target_critic": check_bool,
@@ -143,12 +153,15 @@ class SOM(OffPolicyAlgorithm):
     :param replay_buffer_kwargs: keyword arguments to pass to the replay buffer on creation
     :param optimize_memory_usage: enable a memory efficient variant of the replay buffer
     :param n_steps: n-step returns for the critic (as in SAC)
-    :param alpha: inverse temperature of the target policy ``exp(alpha * Q / q_scale)``, in (0, 1e4]; larger
-        is greedier. ``q_scale`` is the spread of Q across uniform actions at a state (averaged over the batch),
-        floored at the critic's own RMS TD error on the batch (differences between actions smaller than the
-        critic's error are not trusted). Above 1e4 the weights of the K proposals are one-hot for any Q difference
-        the critic resolves, and the logits and the critic-gradient score, which grow with alpha, approach
-        float32 overflow
+    :param alpha: inverse temperature of the target policy ``exp(alpha * Q / q_scale)``: ``"auto"``, which is
+        ``10 * sqrt(d)`` for d action dimensions, or a number in (0, 1e4]; larger is greedier. A Q that adds up over
+        the action's dimensions spreads across the box as ``sqrt(d)`` times one dimension's spread, so a fixed number
+        makes each dimension's target flatter as d grows; "auto" gives each dimension the greediness of alpha 10 in
+        one dimension (``target_alpha`` is the value in use). ``q_scale`` is the spread of Q across uniform
+        actions at a state (averaged over the batch), floored at the critic's own RMS TD error on the batch
+        (differences between actions smaller than the critic's error are not trusted). Above 1e4 the weights of
+        the K proposals are one-hot for any Q difference the critic resolves, and the logits and the
+        critic-gradient score, which grow with alpha, approach float32 overflow
     :param n_score_samples: Monte-Carlo proposals per state for the score estimate (K), >= 1; each update
         evaluates the critic on ``batch_size * n_score_samples`` proposals, at most 2**22 (4,194,304; memory)
     :param score_critic: which critic values the proposals: "first" (the first Q network, as TD3's
@@ -234,7 +247,7 @@ class SOM(OffPolicyAlgorithm):
         replay_buffer_kwargs: dict[str, Any] | None = None,
         optimize_memory_usage: bool = False,
         n_steps: int = 1,
-        alpha: float = 10.0,
+        alpha: float | str = "auto",
         n_score_samples: int = 16,
         score_critic: str = "first",
         score_with_target_critic: bool = True,
@@ -391,10 +404,20 @@ class SOM(OffPolicyAlgorithm):
         return make_path(self.noise_path, self.beta_min, self.beta_max)
 
     @property
+    def target_alpha(self) -> float:
+        """The target's inverse temperature: ``alpha``, or for ``alpha="auto"`` ``AUTO_ALPHA * sqrt(d)`` (d action
+        dimensions)."""
+        if not isinstance(self.alpha, str):
+            return self.alpha
+        action_shape = self.action_space.shape  # alpha is "auto", the only string the setting's check lets through
+        assert action_shape is not None
+        return AUTO_ALPHA * math.sqrt(math.prod(action_shape))
+
+    @property
     def flow_config(self) -> FlowTargetConfig:
         """The actor objective's settings, read from SOM's attributes at each call (changes take effect)."""
         return FlowTargetConfig(
-            alpha=self.alpha,
+            alpha=self.target_alpha,
             n_score_samples=self.n_score_samples,
             score_estimator=self.score_estimator,
             time_sampler=self.time_sampler,

@@ -38,6 +38,15 @@ def check_positive(name: str, value: Any, maximum: float | None = None, why: str
     return float(value)
 
 
+def check_auto_or_positive(name: str, value: Any, maximum: float | None = None, why: str = "") -> float | str:
+    """``"auto"``, or ``value`` as a ``float`` in ``(0, maximum]`` (``check_positive``)."""
+    if isinstance(value, str):
+        if value == "auto":
+            return "auto"
+        raise ValueError(f"{name} must be 'auto' or a finite number > 0, got {value!r}")
+    return check_positive(name, value, maximum, why)
+
+
 def check_non_negative(name: str, value: Any) -> float:
     """``value`` as a finite ``float`` >= 0."""
     if not _is_real(value) or not math.isfinite(value) or value < 0:

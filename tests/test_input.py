@@ -111,7 +111,7 @@ def test_settings_assigned_after_construction_are_checked_at_once():
         model.n_action_candidates = 0
     with pytest.raises(ValueError, match="sampling_steps"):
         model.policy.sampling_steps = 0
-    assert (model.alpha, model.n_score_samples, model.n_action_candidates, model.sampling_steps) == (10.0, 4, 1, 1)
+    assert (model.alpha, model.n_score_samples, model.n_action_candidates, model.sampling_steps) == ("auto", 4, 1, 1)
 
 
 def test_settings_that_relate_to_each_other_are_checked_before_the_first_update():

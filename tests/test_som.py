@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 from functools import partial
 
@@ -218,6 +219,19 @@ def test_settings_assigned_after_construction_take_effect_at_the_next_update(mon
     model.alpha, model.n_score_samples, model.score_estimator = 0.5, 2, "posterior"
     model.train(gradient_steps=1, batch_size=16)
     assert seen == dict(alpha=0.5, n_samples=2, estimator="posterior")
+
+
+@pytest.mark.parametrize(("env_id", "action_dim"), [("Pendulum-v1", 1), ("MultiGoalBandit-v0", 2)])
+def test_alpha_auto_is_ten_times_the_square_root_of_the_action_dimension(tmp_path, env_id, action_dim):
+    model = SOM("MlpMeanFlowPolicy", env_id, **SMALL)
+    assert model.alpha == "auto"
+    assert model.target_alpha == model.flow_config.alpha == pytest.approx(10.0 * math.sqrt(action_dim))
+    model.save(tmp_path / "som")
+    assert SOM.load(tmp_path / "som").target_alpha == pytest.approx(10.0 * math.sqrt(action_dim))
+    model.alpha = 3.0  # a number is the inverse temperature itself, whatever the dimension
+    assert model.target_alpha == model.flow_config.alpha == 3.0
+    with pytest.raises(ValueError, match="alpha must be 'auto' or a finite number > 0, got 'greedy'"):
+        model.alpha = "greedy"
 
 
 @pytest.mark.parametrize(
