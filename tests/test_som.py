@@ -419,8 +419,12 @@ def test_compiled_gradient_step_computes_what_the_eager_step_computes(tmp_path, 
     loaded = SOM.load(tmp_path / "compiled", device=device)
     observation = model.observation_space.sample()
     assert loaded.compile_step is True
-    np.testing.assert_array_equal(
-        loaded.predict(observation, deterministic=True)[0], compiled.predict(observation, deterministic=True)[0]
+    # to float32 rounding: the same weights in another memory layout may take another summation order in a matmul
+    np.testing.assert_allclose(
+        loaded.predict(observation, deterministic=True)[0],
+        compiled.predict(observation, deterministic=True)[0],
+        rtol=1e-5,
+        atol=1e-6,
     )
 
 
