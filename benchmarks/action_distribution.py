@@ -27,10 +27,10 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from learn import FINAL_EVAL_SEED
 from sb3_som import SOM
+from sb3_som.som import FACE_THRESHOLD
 
 BANDWIDTH = 0.08  # the kernel's standard deviation, in box units
 MODE_PROMINENCE = 0.3  # a mode rises at least this share of the highest density above the valleys around it
-FACE = 0.98  # beyond this, an action coordinate is on the box's face
 GRID = np.linspace(-1.0, 1.0, 401)
 FIGURE_STATES = 4
 
@@ -74,7 +74,7 @@ def summary(actions: np.ndarray) -> dict[str, float]:
         "share with 2+ modes": float((modes >= 2).mean()),
         "mean modes": float(modes.mean()),
         "mean std": float(actions.std(axis=1).mean()),
-        "share on a face": float((np.abs(actions) > FACE).mean()),
+        "share on a face": float((np.abs(actions) > FACE_THRESHOLD).mean()),
     }
 
 
@@ -126,7 +126,7 @@ def main() -> None:
         f"SOM: `{args.som}`; SAC: `{args.sac}`. {args.states} states evenly spaced over one deterministic episode of "
         f"SOM's policy (reset seed {FINAL_EVAL_SEED}), {args.samples} stochastic actions per state and model, in the "
         f"box [-1, 1]^d. Modes: peaks of a Gaussian KDE (bandwidth {BANDWIDTH}) per state and dimension whose "
-        f"prominence is at least {MODE_PROMINENCE:.0%} of the highest density; on a face: |a| > {FACE}.",
+        f"prominence is at least {MODE_PROMINENCE:.0%} of the highest density; on a face: |a| > {FACE_THRESHOLD}.",
         "",
         "| model | (state, dimension) pairs with 2+ modes | mean modes | mean std | share on a face |",
         "|---|---|---|---|---|",

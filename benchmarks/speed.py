@@ -23,6 +23,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import torch as th
@@ -48,20 +49,22 @@ LEVERS: list[dict[str, object]] = [
 ]
 
 
+def timed_seconds(fn: Callable[[], object], number: int, device: str) -> float:
+    """Wall time of ``number`` calls of fn, the device's queued work included."""
+    if device.startswith("cuda"):
+        th.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(number):
+        fn()
+    if device.startswith("cuda"):
+        th.cuda.synchronize()
+    return time.perf_counter() - start
+
+
 def median_seconds(fn: Callable[[], object], repeats: int, number: int, device: str) -> float:
     """Median over ``repeats`` of the mean time of ``number`` calls of fn."""
     fn()  # warm-up
-    samples = []
-    for _ in range(repeats):
-        if device.startswith("cuda"):
-            th.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        if device.startswith("cuda"):
-            th.cuda.synchronize()
-        samples.append((time.perf_counter() - start) / number)
-    return statistics.median(samples)
+    return statistics.median(timed_seconds(fn, number, device) / number for _ in range(repeats))
 
 
 def paired_median_seconds(
@@ -155,13 +158,8 @@ def learn_rates(som: SOM, sac: SAC, args: argparse.Namespace) -> None:
         for name, model, compiled in (("SOM", som, False), ("SOM, compile_step=True", som, True), ("SAC", sac, False)):
             if isinstance(model, SOM):
                 model.compile_step = compiled
-            if args.device.startswith("cuda"):
-                th.cuda.synchronize()
-            start = time.perf_counter()
-            model.learn(args.learn_steps, reset_num_timesteps=False)
-            if args.device.startswith("cuda"):
-                th.cuda.synchronize()
-            seconds[name].append(time.perf_counter() - start)
+            learn = partial(model.learn, args.learn_steps, reset_num_timesteps=False)
+            seconds[name].append(timed_seconds(learn, 1, args.device))
     som.compile_step = False
     print(f"\n## learn(): environment steps per second, a gradient step after each ({args.learn_steps} steps per timing, "
           "median of 3, in alternation)\n")  # fmt: skip
