@@ -89,7 +89,14 @@ class MeanFlowActor(BasePolicy):
         self.velocity_net = nn.Sequential(
             *create_mlp(features_dim + self.action_dim + time_dim, self.action_dim, net_arch, activation_fn)
         )
-        self._one_step_embedding: tuple[tuple[th.device, th.dtype], th.Tensor] | None = None
+        # the time embedding of (r, t) = (0, 1), the same for every one-step call: (1, time_dim). Not persistent, so
+        # saved models do not change; a buffer, so it moves with the module and is never created inside a compiled
+        # (CUDA-graph) step, whose outputs are overwritten by the next step
+        one_step_times = th.ones(2, 1)
+        self.one_step_embedding: th.Tensor
+        self.register_buffer(
+            "one_step_embedding", time_features(one_step_times, time_frequencies).reshape(1, -1), persistent=False
+        )
 
     @property
     def sampling_steps(self) -> int:
@@ -136,17 +143,9 @@ class MeanFlowActor(BasePolicy):
         return sample_actions(self.velocity_at(features), noise, steps).clamp(-1.0, 1.0)
 
     def one_step_velocity(self, features: th.Tensor, noise: th.Tensor) -> th.Tensor:
-        """``u(e, 0, 1 | s)`` for noise (B, d) at features (B, f), with fewer kernels than ``average_velocity``.
-
-        The time embedding of ``(r, t) = (0, 1)`` is the same for every call, so it is computed once per
-        device and dtype (a cache, not a buffer: saved models do not change).
-        """
-        key = (features.device, features.dtype)
-        if self._one_step_embedding is None or self._one_step_embedding[0] != key:
-            ones = features.new_ones(1, 1)
-            embedding = time_features(th.cat([ones, ones], dim=0), self.time_frequencies).reshape(1, -1)
-            self._one_step_embedding = (key, embedding)
-        embedding = self._one_step_embedding[1].expand(features.shape[0], -1)
+        """``u(e, 0, 1 | s)`` for noise (B, d) at features (B, f), with fewer kernels than ``average_velocity``
+        (the time embedding of ``(r, t) = (0, 1)`` is computed once, at construction)."""
+        embedding = self.one_step_embedding.expand(features.shape[0], -1)
         return self.velocity_net(th.cat([features, noise, embedding], dim=-1))
 
     def forward(self, obs: PyTorchObs, deterministic: bool = False) -> th.Tensor:
