@@ -6,11 +6,13 @@
 - :class:`SeparableBoxTarget`: ``exp(sum_i q_i(a_i))`` on the action box, its answers by quadrature; :func:`peaked`
   and :func:`linear` build the ``q_i``.
 
-The multi-goal bandit's mixture, ``sb3_som.envs.GaussianMixtureTarget``, is a third.
+The multi-goal bandit's mixture, ``sb3_som.envs.GaussianMixtureTarget``, is a third. :func:`carry_along_field`
+integrates a field (given as its posterior mean) from t = 0.999 to 0, the integrator of the tests and benchmarks.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch as th
@@ -118,3 +120,35 @@ class SeparableBoxTarget:
         """``P(a_i > threshold)`` under the target, per dimension (d,)."""
         probabilities = [th.softmax(q(self.grid), dim=0)[self.grid > threshold].sum() for q in self.log_densities]
         return th.stack(probabilities)
+
+
+def field_times(refine: int = 1) -> th.Tensor:
+    """The integrator's times, decreasing from 0.999 to 0: steps of 0.0095 / ``refine`` down to t = 0.05, then
+    40 * ``refine`` steps evenly spaced in log t to 1e-4, then t = 0."""
+    return th.cat(
+        [th.linspace(0.999, 0.05, 100 * refine + 1)[:-1], th.logspace(math.log10(0.05), -4, 40 * refine), th.zeros(1)]
+    )
+
+
+def carry_along_field(
+    path: NoisePath, a_start: th.Tensor, posterior_mean: Callable[[th.Tensor, th.Tensor], th.Tensor], refine: int = 1
+) -> th.Tensor:
+    """Carry samples ``a_start`` (n, d) of p_t at t = 0.999 to t = 0: (n, d).
+
+    ``posterior_mean(a_t, t)`` gives ``E[a_0 | a_t]`` (n, d) at times t (n, 1); each step moves along the path
+    with it and the noise it implies (first order, stable where the field is stiff near the faces at small t).
+    """
+    times = field_times(refine)
+    a = a_start
+    for t_now, t_next in zip(times[:-1].tolist(), times[1:].tolist(), strict=True):
+        t, r = th.full((a.shape[0], 1), t_now), th.full((a.shape[0], 1), t_next)
+        m, s = path.mean_coef(t), path.std(t)
+        a0_mean = posterior_mean(a, t)
+        a = path.mean_coef(r) * a0_mean + path.std(r) * (a - m * a0_mean) / s
+    return a
+
+
+def posterior_mean_from_velocity(path: NoisePath, a_t: th.Tensor, t: th.Tensor, velocity: th.Tensor) -> th.Tensor:
+    """``E[a_0 | a_t]`` (B, d) from the probability-flow velocity (B, d) at a_t (B, d), t (B, 1)."""
+    m, s, dm, ds = path.mean_coef(t), path.std(t), path.mean_coef_dt(t), path.std_dt(t)
+    return (ds * a_t - s * velocity) / (ds * m - s * dm)

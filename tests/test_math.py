@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch as th
 from scipy.stats import truncnorm
 
-from reference_targets import GaussianTarget, SeparableBoxTarget, linear, peaked
+from reference_targets import (
+    GaussianTarget,
+    SeparableBoxTarget,
+    carry_along_field,
+    field_times,
+    linear,
+    peaked,
+    posterior_mean_from_velocity,
+)
 from sb3_som.meanflow import adaptive_weighted_loss, meanflow_target, sample_actions, sequential_jvp
 from sb3_som.paths import LinearPath, VPPath, make_path, sample_r_t, time_features
 from sb3_som.score import (
@@ -231,26 +237,19 @@ def test_the_score_at_a_face_matches_quadrature_where_the_gradient_form_alone_ha
 def integrate_flow(path, target: SeparableBoxTarget, estimator: str, n: int, n_samples: int, refine: int = 1) -> th.Tensor:
     """Carry n samples of p_t (t = 0.999) to t = 0 along the estimated field: (n, d).
 
-    Steps of 0.0095 / ``refine`` down to t = 0.05, then 40 * ``refine`` steps evenly spaced in log t to 1e-4,
-    then t = 0. Each step recovers E[a_0|a_t] and the noise from the velocity and moves along the path (first
-    order, stable where the field is stiff near the faces at small t). ``estimator="exact"`` takes E[a_0|a_t]
-    from the target's quadrature instead: the integrator's own error, without any estimator's.
+    The integrator is ``reference_targets.carry_along_field``. ``estimator="exact"`` takes E[a_0|a_t] from the
+    target's quadrature instead: the integrator's own error, without any estimator's.
     """
-    grid = th.cat(
-        [th.linspace(0.999, 0.05, 100 * refine + 1)[:-1], th.logspace(math.log10(0.05), -4, 40 * refine), th.zeros(1)]
-    )
-    a = target.sample_noised(path, th.full((n, 1), grid[0].item()), th.Generator().manual_seed(0))
+    a_start = target.sample_noised(path, th.full((n, 1), field_times(refine)[0].item()), th.Generator().manual_seed(0))
     th.manual_seed(0)
-    for t_now, t_next in zip(grid[:-1].tolist(), grid[1:].tolist(), strict=True):
-        t, r = th.full((n, 1), t_now), th.full((n, 1), t_next)
-        m, s, dm, ds = path.mean_coef(t), path.std(t), path.mean_coef_dt(t), path.std_dt(t)
+
+    def posterior_mean(a, t):
         if estimator == "exact":
-            a0_mean = target.posterior_mean(path, a, t).float()
-        else:
-            v = estimate_velocity(path, a, t, target.q_function, 1.0, n_samples, estimator, q_scale=th.tensor(1.0)).velocity
-            a0_mean = (ds * a - s * v) / (ds * m - s * dm)
-        a = path.mean_coef(r) * a0_mean + path.std(r) * (a - m * a0_mean) / s
-    return a
+            return target.posterior_mean(path, a, t).float()
+        velocity = estimate_velocity(path, a, t, target.q_function, 1.0, n_samples, estimator, q_scale=th.tensor(1.0)).velocity
+        return posterior_mean_from_velocity(path, a, t, velocity)
+
+    return carry_along_field(path, a_start, posterior_mean, refine)
 
 
 # Tolerance on the mass beyond 0.98 after integrating the field (4000 samples, K = 64): 0.03. Measured
