@@ -10,7 +10,7 @@ over the dimensions and states, of:
   state's own Q spread instead (no floor);
 - the actions the field carries noise to, integrated from t = 0.999 to 0 (``reference_targets.carry_along_field``,
   the integrator of the tests): the exact field (posterior means by quadrature on the grid: the integrator's own
-  error) and the field estimated with K proposals, K = the model's and larger;
+  error; ``--quadrature-samples`` of the samples) and the field estimated with K proposals, K = the model's and larger;
 - the one-step policy's stochastic actions.
 
 The first is what training aims at, the second what the K-proposal estimate of it makes of it, the third what
@@ -82,6 +82,9 @@ def main() -> None:
     parser.add_argument("--states", type=int, default=4)
     parser.add_argument("--samples", type=int, default=1000, help="samples per state for the field and the policy")
     parser.add_argument("--proposals", type=int, nargs="+", default=[16, 64, 256])
+    parser.add_argument(
+        "--quadrature-samples", type=int, default=250, help="samples per state carried by the exact field (n x 41^d work)"
+    )
     parser.add_argument("--seed", type=int, default=1_000_000)
     args = parser.parse_args()
     th.set_num_threads(1)
@@ -121,7 +124,8 @@ def main() -> None:
                 posterior = th.softmax(log_likelihood + target_weights.log()[None], dim=1)
                 return posterior @ grid
 
-            actions = carry_along_field(path, a_start, quadrature_posterior_mean).clamp(-1, 1)
+            quadrature_start = a_start[: args.quadrature_samples]
+            actions = carry_along_field(path, quadrature_start, quadrature_posterior_mean).clamp(-1, 1)
             rows.setdefault("field by quadrature (the integrator's own error)", []).append(actions.std(0).mean().item())
             for n_proposals in args.proposals:
                 th.manual_seed(0)
