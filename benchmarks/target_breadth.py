@@ -147,7 +147,8 @@ def main() -> None:
     print(f"# Breadth of target, field and policy: {args.env}\n")
     print(f"Checkpoint `{args.checkpoint}`; {args.states} states of one deterministic episode (reset seed {args.seed}); "
           f"alpha {alpha:.2f}; Q spread {spread:.3f}, RMS TD error {td_error_rms:.3f}, Q scale {q_scale:.3f} "
-          f"(8 replay batches of {model.batch_size}); {n} samples per state. A uniform coordinate on [-1, 1] has "
+          f"(8 replay batches of {model.batch_size}); {n} samples per state, the first {args.quadrature_samples} of them "
+          "for the field by quadrature. A uniform coordinate on [-1, 1] has "
           "standard deviation 0.577.\n")  # fmt: skip
     print("| distribution | std per action coordinate, mean over states | per state |\n|---|---|---|")
     for name, values in rows.items():
