@@ -271,7 +271,9 @@ def test_one_step_acting_path_equals_the_generic_one_step_sampler():
     with th.no_grad():
         fast = model.actor.sample(features, noise, steps=1)
         generic = sample_actions(model.actor.velocity_at(features), noise, steps=1).clamp(-1.0, 1.0)
+        again = model.actor.sample(features, noise, steps=1)
     th.testing.assert_close(fast, generic)
+    th.testing.assert_close(again, fast)
     # the one-step time embedding is a buffer computed at construction, not part of what is saved
     assert "actor.one_step_embedding" in dict(model.policy.named_buffers())
     assert "actor.one_step_embedding" not in model.policy.state_dict()
