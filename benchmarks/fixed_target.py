@@ -80,6 +80,9 @@ def train_on_fixed_target(
     for _ in range(iterations):
         noise = th.randn(batch_size, actor.action_dim)
         one_step_velocity = actor.one_step_velocity(features, noise)
+        n_policy = config.n_policy_proposals
+        with th.no_grad():
+            policy_actions = actor.one_step_samples(features, n_policy) if n_policy else None
         losses = actor_losses(
             u_fn=velocity,
             a0=(noise - one_step_velocity.detach()).clamp(-1.0, 1.0),  # the actor's one-step sample
@@ -90,6 +93,7 @@ def train_on_fixed_target(
             config=config,
             q_scale=th.tensor(1.0),
             u_jvp=velocity_jvp,
+            policy_actions=policy_actions,
         )
         optimizer.zero_grad()
         losses.total.backward()

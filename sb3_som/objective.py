@@ -4,7 +4,7 @@ One call of :func:`actor_losses` is one actor update's loss:
 
 1. noise the clean actions ``a_0`` into ``a_t`` at sampled times ``(r, t)``;
 2. estimate the probability-flow velocity of ``exp(alpha Qn)`` at ``(a_t, t)`` from K critic rows
-   per state (:func:`sb3_som.score.estimate_velocity`);
+   per state, some of them proposed around the policy's own samples (:func:`sb3_som.score.estimate_velocity`);
 3. MeanFlow target ``v - (t - r) du/dt`` by one JVP, adaptive-weighted regression;
 4. optionally, self-distillation of the one-step map ``u(e, 0, 1)`` onto the network's own
    k-step sample from the same noise.
@@ -12,6 +12,7 @@ One call of :func:`actor_losses` is one actor update's loss:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch as th
@@ -33,8 +34,16 @@ class FlowTargetConfig:
     distillation_steps: int
     distillation_coef: float
     loss_weight_power: float
+    policy_proposal_fraction: float
     # the estimator's static_shapes (SOM's compile_step): dQ/da at every proposal, for torch.compile and CUDA graphs
     static_shapes: bool = False
+
+    @property
+    def n_policy_proposals(self) -> int:
+        """How many of the K proposals per state are drawn around the policy's own samples: ``floor(fraction * K)``,
+        0 where that is below 2 (a kernel width needs two samples)."""
+        n_policy = math.floor(self.policy_proposal_fraction * self.n_score_samples)
+        return n_policy if n_policy >= 2 else 0
 
 
 @dataclass
@@ -57,6 +66,7 @@ def actor_losses(
     config: FlowTargetConfig,
     q_scale: th.Tensor,
     u_jvp: AverageVelocityJVP | None = None,
+    policy_actions: th.Tensor | None = None,
 ) -> ActorLosses:
     """Loss of the MeanFlow actor ``u_fn(a_t, r, t)`` (state features already bound).
 
@@ -67,7 +77,13 @@ def actor_losses(
     :param q_function: Q of proposals (B', K, d) at batch rows (B',) -> (B', K)
     :param q_scale: the Q spread that ``alpha`` is relative to, a scalar
     :param u_jvp: ``u_fn`` and its time derivative along the flow in one call (None: ``torch.func.jvp``)
+    :param policy_actions: (B, M, d) the policy's own samples at each state, ``M = config.n_policy_proposals``, around
+        which M of the K proposals are drawn (None when that is 0)
     """
+    if (policy_actions is None) != (config.n_policy_proposals == 0):
+        raise ValueError(
+            f"policy_actions must be given exactly when config.n_policy_proposals > 0 (it is {config.n_policy_proposals})"
+        )
     batch_size = a0.shape[0]
     r, t = sample_r_t(batch_size, config.time_sampler, config.mean_flow_fraction, device=a0.device)
     a_t = path.noised(a0, t, th.randn_like(a0))
@@ -81,6 +97,7 @@ def actor_losses(
         estimator=config.score_estimator,
         q_scale=q_scale,
         static_shapes=config.static_shapes,
+        policy_actions=policy_actions,
     )
     u, u_target = meanflow_target(u_fn, a_t, r, t, target.velocity, u_jvp)
     meanflow = adaptive_weighted_loss(u, u_target, power=config.loss_weight_power)

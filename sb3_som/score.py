@@ -32,6 +32,7 @@ times are ``(B, 1)``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -42,9 +43,21 @@ from sb3_som.paths import NoisePath
 ESTIMATORS = ("hybrid", "posterior")
 # proposal standard deviations that both estimates of E[a_0 | a_t] must keep from a face for the gradient form
 FACE_MARGIN = 4.0
+# the narrowest kernel around a policy sample, in the box's units (its half-width is 1)
+MIN_KERNEL_STD = 0.02
 
 # Q values (B', K) of proposals a_0 (B', K, d) at the states ``rows`` (B',) of the batch
 QFunction = Callable[[th.Tensor, th.Tensor], th.Tensor]
+
+
+def _standardised_interval(loc: th.Tensor, scale: th.Tensor, low: float, high: float) -> tuple[th.Tensor, ...]:
+    """The box interval in standard units of ``N(loc, scale^2)``, float64, mirrored where it lies entirely above the
+    mean (so that it always reaches into the lower half, where the log-CDF is accurate): ``(lo, hi, mirror)``."""
+    loc64, scale64 = loc.double(), scale.double()
+    lo = (low - loc64) / scale64
+    hi = (high - loc64) / scale64
+    mirror = lo > 0
+    return th.where(mirror, -hi, lo), th.where(mirror, -lo, hi), mirror
 
 
 def truncated_normal(loc: th.Tensor, scale: th.Tensor, low: float, high: float, noise_uniform: th.Tensor) -> th.Tensor:
@@ -55,19 +68,33 @@ def truncated_normal(loc: th.Tensor, scale: th.Tensor, low: float, high: float, 
     float64, on the lower tail (intervals right of the mean are mirrored) and with the log-CDF, so that intervals
     many standard deviations away, where the Gaussian CDF rounds to 0 or 1, are still sampled exactly.
     """
-    loc64, scale64 = loc.double(), scale.double()
-    lo = (low - loc64) / scale64
-    hi = (high - loc64) / scale64
-    mirror = lo > 0  # interval entirely above the mean: sample its mirror image below
-    lo, hi = th.where(mirror, -hi, lo), th.where(mirror, -lo, hi)
-    lo, hi = lo.clamp(-37.0, 37.0), hi.clamp(-37.0, 37.0)
+    lo, hi, mirror = _standardised_interval(loc, scale, low, high)
+    lo, hi = lo.clamp(-37.0, 37.0), hi.clamp(-37.0, 37.0)  # beyond, ndtri cannot invert the CDF; the clamp below holds
     log_cdf_lo, log_cdf_hi = th.special.log_ndtr(lo), th.special.log_ndtr(hi)
     # p = cdf_lo + u (cdf_hi - cdf_lo), written relative to cdf_hi so that it cannot underflow
     ratio = th.exp(log_cdf_lo - log_cdf_hi)
     p = th.exp(log_cdf_hi) * (ratio + noise_uniform.double() * (1.0 - ratio))
     z = th.special.ndtri(p).clamp(lo, hi)
     z = th.where(mirror, -z, z)
-    return (loc64 + scale64 * z).clamp(low, high).to(loc.dtype)
+    return (loc.double() + scale.double() * z).clamp(low, high).to(loc.dtype)
+
+
+def truncated_normal_log_density(x: th.Tensor, loc: th.Tensor, scale: th.Tensor, low: float, high: float) -> th.Tensor:
+    """Log density at ``x`` of ``N(loc, scale^2)`` truncated to ``[low, high]``, per element (shapes broadcast).
+
+    The interval's log mass, ``log(Phi(hi) - Phi(lo))``, is taken from the log-CDFs in float64, so that it stays
+    finite for intervals many standard deviations from the mean.
+    """
+    lo, hi, _ = _standardised_interval(loc, scale, low, high)
+    log_cdf_lo, log_cdf_hi = th.special.log_ndtr(lo), th.special.log_ndtr(hi)
+    log_mass = log_cdf_hi + th.log(-th.expm1(log_cdf_lo - log_cdf_hi))
+    return (gaussian_log_density(x, loc, scale).double() - log_mass).to(x.dtype)
+
+
+def gaussian_log_density(x: th.Tensor, loc: th.Tensor, scale: th.Tensor) -> th.Tensor:
+    """Log density at ``x`` of ``N(loc, scale^2)``, per element (shapes broadcast)."""
+    z = (x - loc) / scale
+    return -0.5 * z**2 - th.log(scale) - 0.5 * math.log(2 * math.pi)
 
 
 def propose(a_t: th.Tensor, m_t: th.Tensor, s_t: th.Tensor, n_samples: int) -> th.Tensor:
@@ -90,6 +117,49 @@ def propose(a_t: th.Tensor, m_t: th.Tensor, s_t: th.Tensor, n_samples: int) -> t
     strata = th.rand(batch_size, action_dim, n_samples, device=a_t.device).argsort(dim=-1).transpose(1, 2)  # (B, K, d)
     uniforms = (strata + th.rand(batch_size, n_samples, action_dim, device=a_t.device)) / n_samples
     return truncated_normal(loc, scale, -1.0, 1.0, uniforms)
+
+
+def propose_around_policy(policy_actions: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    """One proposal per policy sample: ``a_0^j ~ N(x_j, h^2 I)`` truncated to the box, ``x_j`` the j-th of M samples.
+
+    The kernel width ``h`` is Silverman's rule of thumb per state and dimension, ``std_j(x_j) (4 / ((d + 2) M))^(1 /
+    (d + 4))``, at least ``MIN_KERNEL_STD`` (a policy that has collapsed onto one action still proposes around it).
+
+    :param policy_actions: (B, M, d) the current policy's samples at each state, M >= 2
+    :return: proposals (B, M, d) and kernel widths (B, 1, d)
+    """
+    n_kernels, action_dim = policy_actions.shape[1:]
+    bandwidth_factor = (4.0 / ((action_dim + 2) * n_kernels)) ** (1.0 / (action_dim + 4))
+    kernel_std = (bandwidth_factor * policy_actions.std(dim=1, keepdim=True)).clamp(min=MIN_KERNEL_STD)
+    return truncated_normal(policy_actions, kernel_std, -1.0, 1.0, th.rand_like(policy_actions)), kernel_std
+
+
+def mixture_log_ratio(
+    a0: th.Tensor, loc: th.Tensor, proposal_std: th.Tensor, policy_actions: th.Tensor, kernel_std: th.Tensor
+) -> th.Tensor:
+    """``log N(a_0; loc, proposal_std^2 I) - log q(a_0)`` for proposals drawn from the mixture ``q`` of both kinds.
+
+    The first ``K - M`` proposals come from the truncated Gaussian ``N(loc, proposal_std^2 I)`` and the last M one from
+    each policy kernel (:func:`propose_around_policy`); the balance heuristic weighs every proposal as a draw of their
+    mixture ``q = (K - M) / K q_gauss + M / K mean_j kernel_j``, so that the self-normalised weights
+    ``softmax(alpha Qn + this)`` are those of the posterior ``p(a_0 | a_t)`` whatever the policy is (the Gaussian
+    part covers the box). Without policy proposals this is ``log`` of the Gaussian's box mass, the same for all K.
+
+    :param a0: (B, K, d) proposals; ``loc``: (B, 1, d); ``proposal_std``: (B, 1, 1)
+    :param policy_actions: (B, M, d) the kernels' centres; ``kernel_std``: (B, 1, d)
+    :return: (B, K)
+    """
+    n_proposals, n_kernels = a0.shape[1], policy_actions.shape[1]
+    log_likelihood = gaussian_log_density(a0, loc, proposal_std).sum(-1)  # (B, K)
+    log_q_gauss = truncated_normal_log_density(a0, loc, proposal_std, -1.0, 1.0).sum(-1)
+    kernel_log_density = truncated_normal_log_density(
+        a0.unsqueeze(2), policy_actions.unsqueeze(1), kernel_std.unsqueeze(1), -1.0, 1.0
+    ).sum(-1)  # (B, K, M)
+    log_q_kernels = kernel_log_density.logsumexp(dim=-1) - math.log(n_kernels)
+    log_q = th.logaddexp(
+        log_q_gauss + math.log((n_proposals - n_kernels) / n_proposals), log_q_kernels + math.log(n_kernels / n_proposals)
+    )
+    return log_likelihood - log_q
 
 
 def velocity_from_score(path: NoisePath, a_t: th.Tensor, t: th.Tensor, score: th.Tensor) -> th.Tensor:
@@ -170,6 +240,7 @@ def estimate_velocity(
     estimator: str,
     q_scale: th.Tensor,
     static_shapes: bool = False,
+    policy_actions: th.Tensor | None = None,
 ) -> VelocityTarget:
     """Monte-Carlo probability-flow velocity of the box-supported Boltzmann policy ``exp(alpha Q / q_scale)``.
 
@@ -183,6 +254,11 @@ def estimate_velocity(
     :param static_shapes: the hybrid takes dQ/da at every proposal (every tensor's shape then depends on B, K and d
         only, as ``torch.compile`` and CUDA graphs want) rather than only at the states that may use it (less work
         when run op by op); the velocity is the same
+    :param policy_actions: (B, M, d) the current policy's samples at each state, 2 <= M < K, or None: M of the K
+        proposals are then drawn around them (:func:`propose_around_policy`) and the other K - M from the truncated
+        Gaussian, all weighted as draws of the mixture of both (:func:`mixture_log_ratio`). Where the target is
+        narrower than the Gaussian (large t), proposals from a policy near the target land where the posterior is,
+        where the Gaussian's fall mostly outside it; the estimate stays consistent whatever the policy
     :return: velocity (B, d), score (B, d), the proposals' Q values (B, K) and the gradient-form mask (B, d), all detached
     """
     if estimator not in ESTIMATORS:
@@ -190,7 +266,15 @@ def estimate_velocity(
     m_t, s_t = path.mean_coef(t), path.std(t)
     proposal_std = s_t / m_t  # (B, 1)
     margin = FACE_MARGIN * proposal_std
-    a0 = propose(a_t, m_t, s_t, n_samples)
+    n_policy = 0 if policy_actions is None else policy_actions.shape[1]
+    if policy_actions is not None and not 2 <= n_policy < n_samples:
+        raise ValueError(f"policy_actions must hold 2 to K - 1 = {n_samples - 1} samples per state, got {n_policy}")
+    a0 = propose(a_t, m_t, s_t, n_samples - n_policy)
+    log_ratio = th.zeros_like(a0[..., 0])  # (B, K): the Gaussian proposals alone need no correction
+    if policy_actions is not None:
+        policy_proposals, kernel_std = propose_around_policy(policy_actions)
+        a0 = th.cat([a0, policy_proposals], dim=1)
+        log_ratio = mixture_log_ratio(a0, (a_t / m_t).unsqueeze(1), proposal_std.unsqueeze(1), policy_actions, kernel_std)
     rows = th.arange(a_t.shape[0], device=a_t.device)
     # states where some dimension may take the gradient form: its proposal centre lies inside the margin
     may_take_gradient = (1 - (a_t / m_t).abs() >= margin).any(dim=-1)  # (B,)
@@ -202,7 +286,7 @@ def estimate_velocity(
     else:
         q_values, grad_q = _q_and_gradient_where_needed(q_function, a0, rows, may_take_gradient)
 
-    logits = alpha * q_values / q_scale  # (B, K); per-state shifts cancel in the softmax
+    logits = alpha * q_values / q_scale + log_ratio  # (B, K); per-state shifts cancel in the softmax
     weights = th.softmax(logits, dim=1).unsqueeze(-1)  # (B, K, 1)
 
     a0_mean = (weights * a0).sum(1)  # posterior form's E[a_0 | a_t]

@@ -99,6 +99,8 @@ ALPHA_BOUND_REASON = (
 )
 # the VP path's mean coefficient at t = 1 is exp(-(beta_min + beta_max) / 4); float32 keeps it normal up to about 349
 MAX_BETA_SUM = 320.0
+# the Gaussian proposals that cover the whole box keep at least a quarter of the K proposals
+MAX_POLICY_PROPOSAL_FRACTION = 0.75
 # proposals per update (batch_size * n_score_samples), each evaluated by the critic
 MAX_SCORE_PROPOSALS = 2**22
 # the policy's inference settings: they live on the policy, SOM's arguments and attributes of these names reach them
@@ -115,6 +117,7 @@ SETTING_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "beta_max": check_positive,
     "time_sampler": partial(check_choice, choices=TIME_SAMPLERS),
     "mean_flow_fraction": check_fraction,
+    "policy_proposal_fraction": partial(check_fraction, maximum=MAX_POLICY_PROPOSAL_FRACTION),
     "a0_source": partial(check_choice, choices=A0_SOURCES),
     "actor_batch_fraction": partial(check_positive, maximum=1.0),
     "distillation_steps": partial(check_int, minimum=0),
@@ -177,6 +180,12 @@ class SOM(OffPolicyAlgorithm):
         inside the box, where it is the more accurate form, and the posterior-mean form elsewhere) or
         "posterior" (the posterior-mean form everywhere, no critic gradient, noisier at small t); both are
         consistent everywhere in the box, faces included
+    :param policy_proposal_fraction: share of the K proposals drawn around the current policy's own samples at the
+        state (``floor(fraction * K)`` one-step actions, each with a Gaussian kernel truncated to the box; off below
+        2), in [0, 0.75]; the rest come from the Gaussian posterior proposal, and all are weighted as draws of the
+        mixture, so the estimate stays consistent whatever the policy. Where the target is narrow (a greedy critic),
+        the Gaussian proposals at large t spread over the whole box and few land where the target is; the policy's
+        samples do once it has learned (``docs/algorithm.md``, "Proposals around the policy")
     :param noise_path: "linear" (``a_t = (1 - t) a_0 + t e``) or "vp" (variance preserving)
     :param beta_min: ``beta(0)`` of the VP path
     :param beta_max: ``beta(1)`` of the VP path, > ``beta_min``, with ``beta_min + beta_max <= 320``: the path's
@@ -252,6 +261,7 @@ class SOM(OffPolicyAlgorithm):
         score_critic: str = "first",
         score_with_target_critic: bool = True,
         score_estimator: str = "hybrid",
+        policy_proposal_fraction: float = 0.5,
         noise_path: str = "linear",
         beta_min: float = 0.1,
         beta_max: float = 20.0,
@@ -315,6 +325,7 @@ class SOM(OffPolicyAlgorithm):
         self.score_critic = score_critic
         self.score_with_target_critic = score_with_target_critic
         self.score_estimator = score_estimator
+        self.policy_proposal_fraction = policy_proposal_fraction
         self.noise_path = noise_path
         self.beta_min = beta_min
         self.beta_max = beta_max
@@ -420,6 +431,7 @@ class SOM(OffPolicyAlgorithm):
             alpha=self.target_alpha,
             n_score_samples=self.n_score_samples,
             score_estimator=self.score_estimator,
+            policy_proposal_fraction=self.policy_proposal_fraction,
             time_sampler=self.time_sampler,
             mean_flow_fraction=self.mean_flow_fraction,
             distillation_steps=self.distillation_steps,
@@ -461,8 +473,12 @@ class SOM(OffPolicyAlgorithm):
             one_step_velocity = self.actor.one_step_velocity(actor_features, noise)
         one_step_actions = (noise - one_step_velocity.detach()).clamp(-1.0, 1.0)
         a0 = one_step_actions if self.a0_source == "policy" else replay_data.actions[:actor_states]
+        config = self.flow_config
         valuing_critic = self.critic_target if self.score_with_target_critic else self.critic
         with th.no_grad():
+            policy_actions = (
+                self.actor.one_step_samples(actor_features, config.n_policy_proposals) if config.n_policy_proposals else None
+            )
             critic_features = valuing_critic.extract_features(observations, valuing_critic.features_extractor)
             q_scale = floored_q_scale(q_spread(valuing_critic, critic_features, self.score_critic), td_error_rms)
 
@@ -473,9 +489,10 @@ class SOM(OffPolicyAlgorithm):
             one_step_velocity=one_step_velocity,
             path=self.flow_path,
             q_function=proposal_q_function(valuing_critic, critic_features, self.score_critic),
-            config=self.flow_config,
+            config=config,
             q_scale=q_scale,
             u_jvp=network_velocity_jvp(partial(self.actor.network_input, actor_features), self.actor.velocity_net),
+            policy_actions=policy_actions,
         )
         distillation = losses.distillation if losses.distillation is not None else th.zeros_like(losses.meanflow)
         logs = th.stack(

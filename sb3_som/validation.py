@@ -54,10 +54,10 @@ def check_non_negative(name: str, value: Any) -> float:
     return float(value)
 
 
-def check_fraction(name: str, value: Any) -> float:
-    """``value`` as a ``float`` in ``[0, 1]``."""
-    if not _is_real(value) or not 0 <= value <= 1:
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+def check_fraction(name: str, value: Any, maximum: float = 1.0) -> float:
+    """``value`` as a ``float`` in ``[0, maximum]`` (``maximum`` <= 1)."""
+    if not _is_real(value) or not 0 <= value <= maximum:
+        raise ValueError(f"{name} must be a number in [0, {maximum:g}], got {value!r}")
     return float(value)
 
 
