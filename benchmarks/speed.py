@@ -5,9 +5,9 @@ Measures, as medians of ``--repeats`` repeats:
 (b) time per gradient step (``model.train(gradient_steps, batch_size)`` on a filled buffer), eager and with
     ``compile_step=True``;
 (c) the same SOM actor sampled with k = 1, 2, 5, 10, 20 steps;
-(d) SOM's gradient step with one setting changed at a time (``LEVERS``: K, the estimator, the critics that
-    value the proposals, the self-distillation's steps, the share of the batch the actor's update uses), each
-    timed in alternation with SAC's;
+(d) SOM's gradient step with one setting changed at a time (``LEVERS``: K, the estimator, the share of proposals
+    drawn around the policy, the critics that value the proposals, the self-distillation's steps, the share of the
+    batch the actor's update uses), each timed in alternation with SAC's;
 (e) the score estimation's achieved GFLOP/s against this machine's measured fp32 matmul rate;
 (f) ``learn()``: environment steps per second with a gradient step after each, SOM (eager and compiled) and SAC
     in alternation, ``--learn-steps`` steps per timing.
@@ -42,6 +42,8 @@ LEVERS: list[dict[str, object]] = [
     {"n_score_samples": 12},
     {"n_score_samples": 32},
     {"score_estimator": "posterior"},
+    {"policy_proposal_fraction": 0.0},
+    {"policy_proposal_fraction": 0.25},
     {"score_critic": "min"},
     {"distillation_steps": 4},
     {"distillation_steps": 0},

@@ -20,6 +20,7 @@ from sb3_som.paths import LinearPath, VPPath, make_path, sample_r_t, time_featur
 from sb3_som.score import (
     FACE_MARGIN,
     estimate_velocity,
+    mixture_log_ratio,
     propose,
     score_from_posterior_mean,
     truncated_normal,
@@ -234,6 +235,76 @@ def test_the_score_at_a_face_matches_quadrature_where_the_gradient_form_alone_ha
         assert abs(estimate.score.mean().item() - exact) < 0.2
 
 
+def test_mixture_log_ratio_matches_the_mixture_density_by_scipy():
+    generator = th.Generator().manual_seed(0)
+    n_gauss, n_kernels, d = 5, 3, 2
+    a0 = (2 * th.rand(4, n_gauss + n_kernels, d, generator=generator, dtype=th.float64) - 1) * 0.999
+    loc = 1.2 * (2 * th.rand(4, 1, d, generator=generator, dtype=th.float64) - 1)
+    proposal_std = 0.1 + th.rand(4, 1, 1, generator=generator, dtype=th.float64)
+    centres = 2 * th.rand(4, n_kernels, d, generator=generator, dtype=th.float64) - 1
+    kernel_std = 0.02 + 0.3 * th.rand(4, 1, d, generator=generator, dtype=th.float64)
+
+    def box_density(x, mean, std):  # product over the last axis of truncated normal densities on [-1, 1]
+        x, mean, std = x.numpy(), mean.numpy(), std.numpy()
+        return truncnorm.pdf(x, (-1 - mean) / std, (1 - mean) / std, loc=mean, scale=std).prod(-1)
+
+    gaussian = th.distributions.Normal(loc, proposal_std).log_prob(a0).sum(-1).exp().numpy()
+    gauss_part = box_density(a0, loc, proposal_std)
+    kernel_part = box_density(a0.unsqueeze(2), centres.unsqueeze(1), kernel_std.unsqueeze(1)).mean(-1)
+    mixture = (n_gauss * gauss_part + n_kernels * kernel_part) / (n_gauss + n_kernels)
+    expected = th.from_numpy(gaussian / mixture).log()
+    th.testing.assert_close(mixture_log_ratio(a0, loc, proposal_std, centres, kernel_std), expected, rtol=1e-9, atol=1e-9)
+
+
+POLICIES = {
+    # the policy's samples per state: from the target itself (a policy that has learned), or far from it (one that has
+    # not), each with 16 of the K = 256 proposals around them
+    "learned": lambda target, n: target.sample(n * 16, th.Generator().manual_seed(2)).float().view(n, 16, -1),
+    "wrong": lambda target, n: -0.5 + 0.1 * th.randn(n, 16, target.dim, generator=th.Generator().manual_seed(2)),
+}
+
+
+@pytest.mark.parametrize("policy", sorted(POLICIES))
+@pytest.mark.parametrize("estimator", ["hybrid", "posterior"])
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
+def test_proposals_around_any_policy_keep_each_estimator_consistent_at_the_faces(path, estimator, policy):
+    target = FACE_TARGETS["product_2d"]
+    for t0 in (0.02, 0.1, 0.5, 0.9):
+        t = th.full((2000, 1), t0)
+        a_t = target.sample_noised(path, t, th.Generator().manual_seed(0))
+        th.manual_seed(0)
+        estimate = estimate_velocity(
+            path, a_t, t, target.q_function, 1.0, 256, estimator, th.tensor(1.0), policy_actions=POLICIES[policy](target, 2000)
+        )
+        error = estimate.velocity.double() - target.velocity(path, a_t, t)
+        m, s = path.mean_coef(t), path.std(t)
+        near_face = (1 - (a_t / m).abs()) < FACE_MARGIN * s / m
+        if near_face.sum() >= 50:
+            assert error[near_face].mean().abs() < FACE_BIAS_TOLERANCE, (t0, error[near_face].mean().item())
+        assert error.mean().abs() < FACE_BIAS_TOLERANCE, (t0, error.mean().item())
+
+
+@pytest.mark.parametrize("t0", [0.3, 0.5, 0.9])
+def test_proposals_around_a_learned_policy_cut_the_error_on_a_narrow_target(t0):
+    # a 3-D target of width 0.05, K = 16: the Gaussian proposals spread over the box and few land on it
+    # (median relative velocity error 0.26-0.48, benchmarks/results/policy_proposals.md); 8 of the 16 drawn around
+    # samples of the target itself: 0.02-0.06
+    target, path = GaussianTarget(th.tensor([0.5, -0.3, 0.7]), 0.05), LinearPath()
+    t = th.full((2000, 1), t0)
+    a_t = target.sample_noised(path, t, th.Generator().manual_seed(0))
+    exact = target.velocity(path, a_t, t)
+    errors = []
+    for policy_actions in (None, target.mu + target.sigma * th.randn(2000, 8, 3, generator=th.Generator().manual_seed(1))):
+        th.manual_seed(0)
+        estimate = estimate_velocity(
+            path, a_t, t, target.q_function, 1.0, 16, "hybrid", th.tensor(1.0), policy_actions=policy_actions
+        )
+        errors.append(((estimate.velocity - exact).norm(dim=-1) / exact.norm(dim=-1)).median().item())
+    gaussian_only, with_policy = errors
+    assert gaussian_only > 0.2
+    assert with_policy < 0.25 * gaussian_only, errors
+
+
 def integrate_flow(path, target: SeparableBoxTarget, estimator: str, n: int, n_samples: int, refine: int = 1) -> th.Tensor:
     """Carry n samples of p_t (t = 0.999) to t = 0 along the estimated field: (n, d).
 
@@ -287,6 +358,20 @@ def test_estimator_rejects_unknown_forms():
     for estimator in ("tweedie", "gradient"):
         with pytest.raises(ValueError, match="score_estimator"):
             estimate_velocity(LinearPath(), th.zeros(4, 3), t, TARGET.q_function, 1.0, 8, estimator, q_scale=th.tensor(1.0))
+    for n_policy in (1, 8):  # a kernel width needs 2 samples; the Gaussian proposals keep at least one of K = 8
+        with pytest.raises(ValueError, match="policy_actions must hold 2 to K - 1 = 7 samples per state, got"):
+            estimate_velocity(
+                LinearPath(),
+                th.zeros(4, 3),
+                t,
+                TARGET.q_function,
+                1.0,
+                8,
+                "hybrid",
+                th.tensor(1.0),
+                False,
+                th.zeros(4, n_policy, 3),
+            )
 
 
 def small_velocity_network(action_dim: int = 3) -> th.nn.Module:

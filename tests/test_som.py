@@ -75,6 +75,8 @@ def test_public_api_and_sac_like_attributes():
         (dict(noise_path="vp", beta_min=5.0, beta_max=1.0), "beta_max"),
         (dict(time_sampler="beta"), "time_sampler"),
         (dict(mean_flow_fraction=1.5), "mean_flow_fraction"),
+        (dict(policy_proposal_fraction=0.8), r"policy_proposal_fraction must be a number in \[0, 0.75\]"),
+        (dict(policy_proposal_fraction=-0.1), "policy_proposal_fraction"),
         (dict(a0_source="expert"), "a0_source"),
         (dict(distillation_steps=-1), "distillation_steps"),
         (dict(n_action_candidates=0), "n_action_candidates"),
