@@ -79,22 +79,12 @@ def truncated_normal(loc: th.Tensor, scale: th.Tensor, low: float, high: float, 
     return (loc.double() + scale.double() * z).clamp(low, high).to(loc.dtype)
 
 
-def truncated_normal_log_density(x: th.Tensor, loc: th.Tensor, scale: th.Tensor, low: float, high: float) -> th.Tensor:
-    """Log density at ``x`` of ``N(loc, scale^2)`` truncated to ``[low, high]``, per element (shapes broadcast).
-
-    The interval's log mass, ``log(Phi(hi) - Phi(lo))``, is taken from the log-CDFs in float64, so that it stays
-    finite for intervals many standard deviations from the mean.
-    """
+def truncated_normal_log_mass(loc: th.Tensor, scale: th.Tensor, low: float, high: float) -> th.Tensor:
+    """``log P(low <= X <= high)`` for ``X ~ N(loc, scale^2)``, per element, in float64: from the log-CDFs on the
+    lower tail, so that it stays finite for intervals many standard deviations from the mean."""
     lo, hi, _ = _standardised_interval(loc, scale, low, high)
     log_cdf_lo, log_cdf_hi = th.special.log_ndtr(lo), th.special.log_ndtr(hi)
-    log_mass = log_cdf_hi + th.log(-th.expm1(log_cdf_lo - log_cdf_hi))
-    return (gaussian_log_density(x, loc, scale).double() - log_mass).to(x.dtype)
-
-
-def gaussian_log_density(x: th.Tensor, loc: th.Tensor, scale: th.Tensor) -> th.Tensor:
-    """Log density at ``x`` of ``N(loc, scale^2)``, per element (shapes broadcast)."""
-    z = (x - loc) / scale
-    return -0.5 * z**2 - th.log(scale) - 0.5 * math.log(2 * math.pi)
+    return log_cdf_hi + th.log(-th.expm1(log_cdf_lo - log_cdf_hi))
 
 
 def propose(a_t: th.Tensor, m_t: th.Tensor, s_t: th.Tensor, n_samples: int) -> th.Tensor:
@@ -119,23 +109,38 @@ def propose(a_t: th.Tensor, m_t: th.Tensor, s_t: th.Tensor, n_samples: int) -> t
     return truncated_normal(loc, scale, -1.0, 1.0, uniforms)
 
 
-def propose_around_policy(policy_actions: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+def propose_around_policy(policy_actions: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
     """One proposal per policy sample: ``a_0^j ~ N(x_j, h^2 I)`` truncated to the box, ``x_j`` the j-th of M samples.
 
     The kernel width ``h`` is Silverman's rule of thumb per state and dimension, ``std_j(x_j) (4 / ((d + 2) M))^(1 /
     (d + 4))``, at least ``MIN_KERNEL_STD`` (a policy that has collapsed onto one action still proposes around it).
+    A kernel's centre lies in the box, so at least about a sixth of its mass does (h <= 2), and the inverse CDF and
+    the box mass need no log-space care.
 
     :param policy_actions: (B, M, d) the current policy's samples at each state, M >= 2
-    :return: proposals (B, M, d) and kernel widths (B, 1, d)
+    :return: proposals (B, M, d), kernel widths (B, 1, d) and each kernel's log box mass per dimension (B, M, d),
+        float64
     """
     n_kernels, action_dim = policy_actions.shape[1:]
     bandwidth_factor = (4.0 / ((action_dim + 2) * n_kernels)) ** (1.0 / (action_dim + 4))
-    kernel_std = (bandwidth_factor * policy_actions.std(dim=1, keepdim=True)).clamp(min=MIN_KERNEL_STD)
-    return truncated_normal(policy_actions, kernel_std, -1.0, 1.0, th.rand_like(policy_actions)), kernel_std
+    deviations = policy_actions - policy_actions.mean(dim=1, keepdim=True)
+    sample_std = (deviations.square().sum(dim=1, keepdim=True) / (n_kernels - 1)).sqrt()
+    kernel_std = (bandwidth_factor * sample_std).clamp(min=MIN_KERNEL_STD)  # (B, 1, d)
+    centres, scale = policy_actions.double(), kernel_std.double()
+    cdf_low, cdf_high = th.special.ndtr((-1.0 - centres) / scale), th.special.ndtr((1.0 - centres) / scale)
+    mass = cdf_high - cdf_low
+    z = th.special.ndtri(cdf_low + th.rand_like(centres) * mass)
+    proposals = (centres + scale * z).clamp(-1.0, 1.0).to(policy_actions.dtype)
+    return proposals, kernel_std, mass.log()
 
 
 def mixture_log_ratio(
-    a0: th.Tensor, loc: th.Tensor, proposal_std: th.Tensor, policy_actions: th.Tensor, kernel_std: th.Tensor
+    a0: th.Tensor,
+    loc: th.Tensor,
+    proposal_std: th.Tensor,
+    policy_actions: th.Tensor,
+    kernel_std: th.Tensor,
+    kernel_log_mass: th.Tensor,
 ) -> th.Tensor:
     """``log N(a_0; loc, proposal_std^2 I) - log q(a_0)`` for proposals drawn from the mixture ``q`` of both kinds.
 
@@ -143,23 +148,33 @@ def mixture_log_ratio(
     each policy kernel (:func:`propose_around_policy`); the balance heuristic weighs every proposal as a draw of their
     mixture ``q = (K - M) / K q_gauss + M / K mean_j kernel_j``, so that the self-normalised weights
     ``softmax(alpha Qn + this)`` are those of the posterior ``p(a_0 | a_t)`` whatever the policy is (the Gaussian
-    part covers the box). Without policy proposals this is ``log`` of the Gaussian's box mass, the same for all K.
+    part covers the box). With the Gaussian alone this would be the log of its box mass, the same for all K.
 
     :param a0: (B, K, d) proposals; ``loc``: (B, 1, d); ``proposal_std``: (B, 1, 1)
-    :param policy_actions: (B, M, d) the kernels' centres; ``kernel_std``: (B, 1, d)
+    :param policy_actions: (B, M, d) the kernels' centres; ``kernel_std``: (B, 1, d); ``kernel_log_mass``: (B, M, d)
+        their log box mass per dimension (:func:`propose_around_policy`)
     :return: (B, K)
     """
     n_proposals, n_kernels = a0.shape[1], policy_actions.shape[1]
-    log_likelihood = gaussian_log_density(a0, loc, proposal_std).sum(-1)  # (B, K)
-    log_q_gauss = truncated_normal_log_density(a0, loc, proposal_std, -1.0, 1.0).sum(-1)
-    kernel_log_density = truncated_normal_log_density(
-        a0.unsqueeze(2), policy_actions.unsqueeze(1), kernel_std.unsqueeze(1), -1.0, 1.0
-    ).sum(-1)  # (B, K, M)
-    log_q_kernels = kernel_log_density.logsumexp(dim=-1) - math.log(n_kernels)
-    log_q = th.logaddexp(
-        log_q_gauss + math.log((n_proposals - n_kernels) / n_proposals), log_q_kernels + math.log(n_kernels / n_proposals)
+    half_log_two_pi = 0.5 * math.log(2 * math.pi)
+    # log q_gauss - log N: minus the Gaussian's log box mass, per state
+    gauss_term = -truncated_normal_log_mass(loc, proposal_std, -1.0, 1.0).sum(-1).to(a0.dtype)  # (B, 1)
+    gaussian_exponent = -0.5 * ((a0 - loc) / proposal_std).square().sum(-1)  # (B, K): log N + its normaliser
+    log_gauss_normaliser = a0.shape[-1] * (th.log(proposal_std.squeeze(-1)) + half_log_two_pi)  # (B, 1)
+    kernel_normaliser = (kernel_log_mass.to(a0.dtype) + th.log(kernel_std) + half_log_two_pi).sum(-1)  # (B, M)
+    # -|(a_0 - x_j) / h|^2 / 2 for every proposal and kernel, (B, K, M), expanded so that one batched matmul does the
+    # cross terms
+    scaled_a0, scaled_centres = a0 / kernel_std, policy_actions / kernel_std
+    cross = th.bmm(scaled_a0, scaled_centres.transpose(1, 2))
+    kernel_exponent = (
+        cross - 0.5 * scaled_a0.square().sum(-1, keepdim=True) - 0.5 * scaled_centres.square().sum(-1).unsqueeze(1)
     )
-    return log_likelihood - log_q
+    log_kernels = (kernel_exponent - kernel_normaliser.unsqueeze(1)).logsumexp(dim=-1) - math.log(n_kernels)  # (B, K)
+    kernel_term = log_kernels - (gaussian_exponent - log_gauss_normaliser)  # log (mean_j kernel_j) - log N
+    log_q_over_likelihood = th.logaddexp(
+        gauss_term + math.log((n_proposals - n_kernels) / n_proposals), kernel_term + math.log(n_kernels / n_proposals)
+    )
+    return -log_q_over_likelihood
 
 
 def velocity_from_score(path: NoisePath, a_t: th.Tensor, t: th.Tensor, score: th.Tensor) -> th.Tensor:
@@ -272,9 +287,11 @@ def estimate_velocity(
     a0 = propose(a_t, m_t, s_t, n_samples - n_policy)
     log_ratio = th.zeros_like(a0[..., 0])  # (B, K): the Gaussian proposals alone need no correction
     if policy_actions is not None:
-        policy_proposals, kernel_std = propose_around_policy(policy_actions)
+        policy_proposals, kernel_std, kernel_log_mass = propose_around_policy(policy_actions)
         a0 = th.cat([a0, policy_proposals], dim=1)
-        log_ratio = mixture_log_ratio(a0, (a_t / m_t).unsqueeze(1), proposal_std.unsqueeze(1), policy_actions, kernel_std)
+        log_ratio = mixture_log_ratio(
+            a0, (a_t / m_t).unsqueeze(1), proposal_std.unsqueeze(1), policy_actions, kernel_std, kernel_log_mass
+        )
     rows = th.arange(a_t.shape[0], device=a_t.device)
     # states where some dimension may take the gradient form: its proposal centre lies inside the margin
     may_take_gradient = (1 - (a_t / m_t).abs() >= margin).any(dim=-1)  # (B,)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch as th
-from scipy.stats import truncnorm
+from scipy.stats import kstest, norm, truncnorm
 
 from reference_targets import (
     GaussianTarget,
@@ -22,6 +23,7 @@ from sb3_som.score import (
     estimate_velocity,
     mixture_log_ratio,
     propose,
+    propose_around_policy,
     score_from_posterior_mean,
     truncated_normal,
     velocity_from_posterior_mean,
@@ -253,7 +255,26 @@ def test_mixture_log_ratio_matches_the_mixture_density_by_scipy():
     kernel_part = box_density(a0.unsqueeze(2), centres.unsqueeze(1), kernel_std.unsqueeze(1)).mean(-1)
     mixture = (n_gauss * gauss_part + n_kernels * kernel_part) / (n_gauss + n_kernels)
     expected = th.from_numpy(gaussian / mixture).log()
-    th.testing.assert_close(mixture_log_ratio(a0, loc, proposal_std, centres, kernel_std), expected, rtol=1e-9, atol=1e-9)
+    kernel_log_mass = th.from_numpy(np.log(norm.cdf(1.0, centres, kernel_std) - norm.cdf(-1.0, centres, kernel_std)))
+    ratio = mixture_log_ratio(a0, loc, proposal_std, centres, kernel_std, kernel_log_mass)
+    th.testing.assert_close(ratio, expected, rtol=1e-9, atol=1e-9)
+
+
+def test_proposals_around_the_policy_are_draws_of_their_truncated_kernels():
+    th.manual_seed(0)
+    centres = th.tensor([[[-1.0, 0.3], [0.95, -0.2], [0.0, 0.99], [0.5, -0.6]]]).expand(20000, -1, -1)  # (B, 4, 2)
+    proposals, kernel_std, log_mass = propose_around_policy(centres)
+    # Silverman's factor for d = 2, M = 4: (4 / 16)^(1 / 6); the sample std per dimension from the 4 centres
+    expected_std = (0.25 ** (1 / 6)) * centres[0].std(dim=0)
+    th.testing.assert_close(kernel_std[0, 0], expected_std)
+    assert (proposals.abs() <= 1).all()
+    for j in range(4):
+        for i in range(2):
+            centre, scale = centres[0, j, i].item(), kernel_std[0, 0, i].item()
+            low, high = (-1 - centre) / scale, (1 - centre) / scale
+            assert kstest(proposals[:, j, i].numpy(), truncnorm(low, high, loc=centre, scale=scale).cdf).pvalue > 1e-3
+            mass = norm.cdf(high) - norm.cdf(low)
+            assert abs(log_mass[0, j, i].item() - np.log(mass)) < 1e-9
 
 
 POLICIES = {
