@@ -261,7 +261,7 @@ class SOM(OffPolicyAlgorithm):
         score_critic: str = "first",
         score_with_target_critic: bool = True,
         score_estimator: str = "hybrid",
-        policy_proposal_fraction: float = 0.5,
+        policy_proposal_fraction: float = 0.25,
         noise_path: str = "linear",
         beta_min: float = 0.1,
         beta_max: float = 20.0,
