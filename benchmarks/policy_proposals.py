@@ -2,11 +2,11 @@
 
 (a) The estimated velocity at K = 16 against the exact one of a Gaussian target ``N(mu, width^2 I)`` in 3-D (well
     inside the box), linear path, 2,000 states drawn from p_t per time: median relative error and the norm of the
-    mean error (the bias, which is what the actor's regression keeps), with no policy proposals, with 8 of the 16
-    drawn around samples of the target itself (a policy that has learned it), and around samples far from it (one
-    that has not).
+    mean error (the bias, which is what the actor's regression keeps), with no policy proposals, with 4 (the default)
+    or 8 of the 16 drawn around samples of the target itself (a policy that has learned it), and with 4 around
+    samples far from it (one that has not).
 (b) A stateless actor trained on a fixed narrow target (``fixed_target.train_on_fixed_target``, SOM's defaults
-    but ``policy_proposal_fraction``, alpha 1) for ``--iterations`` updates: the one-step policy's standard
+    but ``policy_proposal_fraction`` 0, 0.25 and 0.5, alpha 1) for ``--iterations`` updates: the one-step policy's standard
     deviation per coordinate and its mean's distance to the target's, per dimension.
 
     python benchmarks/policy_proposals.py > benchmarks/results/policy_proposals.md
@@ -29,13 +29,13 @@ FAR_CENTRE = -0.5
 N_STATES = 2000
 
 
-def velocity_errors(width: float, t0: float, policy: str, n_samples: int = 16) -> tuple[float, float]:
-    """Median relative error and norm of the mean error of the estimated velocity at time ``t0``."""
+def velocity_errors(width: float, t0: float, policy: str, n_policy: int, n_samples: int = 16) -> tuple[float, float]:
+    """Median relative error and norm of the mean error of the estimated velocity at time ``t0``, ``n_policy`` of the
+    ``n_samples`` proposals around the policy's samples."""
     target, path = GaussianTarget(CENTRE[:3], width), LinearPath()
     t = th.full((N_STATES, 1), t0)
     a_t = target.sample_noised(path, t, th.Generator().manual_seed(0))
     generator = th.Generator().manual_seed(1)
-    n_policy = n_samples // 2
     policy_actions = {
         "none": None,
         "learned": target.mu + width * th.randn(N_STATES, n_policy, 3, generator=generator),
@@ -77,13 +77,14 @@ def main() -> None:
 
     print("# Proposals around the policy on narrow targets\n")
     print("## (a) Estimated velocity, K = 16, 3-D Gaussian target, linear path, 2,000 states per time\n")
-    print("Cells: median relative error / norm of the mean error (bias). 'learned': 8 of the 16 proposals around 8")
-    print(f"samples of the target; 'wrong': around 8 samples of N({FAR_CENTRE}, 0.1^2) per dimension.\n")
-    print("| width | t | Gaussian proposals only | around a learned policy | around a wrong policy |")
-    print("|---|---|---|---|---|")
+    print("Cells: median relative error / norm of the mean error (bias). 'learned, M': M of the 16 proposals around M")
+    print(f"samples of the target; 'wrong, 4': around 4 samples of N({FAR_CENTRE}, 0.1^2) per dimension.\n")
+    print("| width | t | Gaussian proposals only | learned, 4 | learned, 8 | wrong, 4 |")
+    print("|---|---|---|---|---|---|")
+    cases = [("none", 0), ("learned", 4), ("learned", 8), ("wrong", 4)]
     for width in (0.2, 0.05):
         for t0 in (0.1, 0.3, 0.5, 0.7, 0.9):
-            cells = [velocity_errors(width, t0, policy) for policy in ("none", "learned", "wrong")]
+            cells = [velocity_errors(width, t0, policy, n_policy) for policy, n_policy in cases]
             print(f"| {width} | {t0} | " + " | ".join(f"{median:.3f} / {bias:.3f}" for median, bias in cells) + " |")
 
     print(f"\n## (b) Actor trained on a fixed target, {args.iterations} updates, alpha 1, SOM's other defaults\n")
@@ -92,7 +93,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for dim, width in ((3, 0.1), (6, 0.05)):
         for seed in args.seeds:
-            for fraction in (0.0, 0.5):
+            for fraction in (0.0, 0.25, 0.5):
                 std, mean_error, seconds = trained_breadth(dim, width, fraction, args.iterations, seed)
                 print(f"| {dim} | {width} | {seed} | {fraction} | {std:.3f} | {mean_error:.3f} | {seconds:.0f} |")
 
