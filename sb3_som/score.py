@@ -6,8 +6,10 @@ path ``a_t = m_t a_0 + s_t e`` (see :mod:`sb3_som.paths`) its density is
     p_t(a_t) ∝ E_{a_0 ~ N(a_t / m_t, sigma_t^2 I) truncated to the box} [ exp(alpha Qn(a_0)) ],   sigma_t = s_t / m_t.
 
 ``K`` proposals ``a_0^k`` from that truncated Gaussian (its normaliser does not depend on ``k``) with
-self-normalised weights ``w = softmax_k(alpha Qn(a_0^k))`` are draws from the posterior ``p(a_0 | a_t)``,
-and two forms of the score follow:
+self-normalised weights ``w = softmax_k(alpha Qn(a_0^k))`` are draws from the posterior ``p(a_0 | a_t)``.
+Optionally M of the K come from kernels around the current policy's own samples instead, and every proposal is
+then weighed as a draw of the mixture of both kinds (:func:`mixture_log_ratio`): the same posterior, with
+proposals where a narrow target is. Two forms of the score follow:
 
 - posterior-mean (Tweedie) form: ``score = (m_t E[a_0|a_t] - a_t) / s_t^2``, ``E[a_0|a_t] ≈ sum_k w_k a_0^k``.
   Exact for any target, box-supported included; its Monte-Carlo noise grows as ``t -> 0``.
