@@ -185,8 +185,8 @@ class SOM(OffPolicyAlgorithm):
         2), in [0, 0.75]; the rest come from the Gaussian posterior proposal, and all are weighted as draws of the
         mixture, so the estimate stays consistent whatever the policy. Where the target is narrow (a greedy critic),
         the Gaussian proposals at large t spread over the whole box and few land where the target is; the policy's
-        samples do once it has learned; off by default, since in the loop on the multi-goal bandit they pull the
-        one-step map away from its own 20-step sampler (``docs/algorithm.md``, "Proposals around the policy")
+        samples do once it has learned; off by default, since in the loop on the multi-goal bandit the one-step map
+        then loses modes its own 20-step sampler keeps (``docs/algorithm.md``, "Proposals around the policy")
     :param noise_path: "linear" (``a_t = (1 - t) a_0 + t e``) or "vp" (variance preserving)
     :param beta_min: ``beta(0)`` of the VP path
     :param beta_max: ``beta(1)`` of the VP path, > ``beta_min``, with ``beta_min + beta_max <= 320``: the path's
