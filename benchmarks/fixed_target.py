@@ -77,10 +77,10 @@ def train_on_fixed_target(
     velocity = actor.velocity_at(features)
     velocity_jvp = network_velocity_jvp(partial(actor.network_input, features), actor.velocity_net)
     history = []
+    n_policy = config.n_policy_proposals
     for _ in range(iterations):
         noise = th.randn(batch_size, actor.action_dim)
         one_step_velocity = actor.one_step_velocity(features, noise)
-        n_policy = config.n_policy_proposals
         with th.no_grad():
             policy_actions = actor.one_step_samples(features, n_policy) if n_policy else None
         losses = actor_losses(

@@ -2,9 +2,9 @@
 
 (a) The estimated velocity at K = 16 against the exact one of a Gaussian target ``N(mu, width^2 I)`` in 3-D (well
     inside the box), linear path, 2,000 states drawn from p_t per time: median relative error and the norm of the
-    mean error (the bias, which is what the actor's regression keeps), with no policy proposals, with 4 (the default)
-    or 8 of the 16 drawn around samples of the target itself (a policy that has learned it), and with 4 around
-    samples far from it (one that has not).
+    mean error (the bias, which is what the actor's regression keeps), with no policy proposals, with 4 or 8 of the
+    16 drawn around samples of the target itself (a policy that has learned it), and with 4 around samples far from
+    it (one that has not).
 (b) A stateless actor trained on a fixed narrow target (``fixed_target.train_on_fixed_target``, SOM's defaults
     but ``policy_proposal_fraction`` 0, 0.25 and 0.5, alpha 1) for ``--iterations`` updates: the one-step policy's standard
     deviation per coordinate and its mean's distance to the target's, per dimension.
@@ -45,9 +45,9 @@ def velocity_errors(width: float, t0: float, policy: str, n_policy: int, n_sampl
     estimate = estimate_velocity(
         path, a_t, t, target.q_function, 1.0, n_samples, "hybrid", th.tensor(1.0), policy_actions=policy_actions
     )
-    error = estimate.velocity - target.velocity(path, a_t, t)
-    exact_norm = target.velocity(path, a_t, t).norm(dim=-1)
-    return (error.norm(dim=-1) / exact_norm).median().item(), error.mean(0).norm().item()
+    exact = target.velocity(path, a_t, t)
+    error = estimate.velocity - exact
+    return (error.norm(dim=-1) / exact.norm(dim=-1)).median().item(), error.mean(0).norm().item()
 
 
 def trained_breadth(dim: int, width: float, fraction: float, iterations: int, seed: int) -> tuple[float, float, float]:

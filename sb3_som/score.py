@@ -287,7 +287,7 @@ def estimate_velocity(
     if policy_actions is not None and not 2 <= n_policy < n_samples:
         raise ValueError(f"policy_actions must hold 2 to K - 1 = {n_samples - 1} samples per state, got {n_policy}")
     a0 = propose(a_t, m_t, s_t, n_samples - n_policy)
-    log_ratio = th.zeros_like(a0[..., 0])  # (B, K): the Gaussian proposals alone need no correction
+    log_ratio = None  # (B, K) where the proposals are a mixture; the Gaussian proposals alone need no correction
     if policy_actions is not None:
         policy_proposals, kernel_std, kernel_log_mass = propose_around_policy(policy_actions)
         a0 = th.cat([a0, policy_proposals], dim=1)
@@ -305,7 +305,9 @@ def estimate_velocity(
     else:
         q_values, grad_q = _q_and_gradient_where_needed(q_function, a0, rows, may_take_gradient)
 
-    logits = alpha * q_values / q_scale + log_ratio  # (B, K); per-state shifts cancel in the softmax
+    logits = alpha * q_values / q_scale  # (B, K); per-state shifts cancel in the softmax
+    if log_ratio is not None:
+        logits = logits + log_ratio
     weights = th.softmax(logits, dim=1).unsqueeze(-1)  # (B, K, 1)
 
     a0_mean = (weights * a0).sum(1)  # posterior form's E[a_0 | a_t]
