@@ -8,10 +8,11 @@ carries Gaussian noise of standard deviation ``--reward-noise`` (0: the plain ta
   (what ``q_normalization="state"`` divides by);
 - ``td_rms``: the first critic's RMS TD error on the batch (the Q scale's floor);
 - ``q_scale``: the Q scale used, ``max(spread, floor)`` (``--floor`` below);
-- ``disagreement``: the RMS over the same states and actions of ``(Q1 - Q2) / sqrt(2)``, the twin critics'
-  disagreement;
-- ``difference_disagreement``: the standard deviation across actions of ``(Q1 - Q2) / sqrt(2)``, averaged
-  over states (the disagreement about differences between actions),
+- ``disagreement``: the RMS over the same states and actions (another draw of 16 per state) of
+  ``(Q1 - Q2) / sqrt(2)``, the twin critics' disagreement;
+- ``difference_disagreement``: the twin critics' disagreement about differences between actions, as
+  ``train/q_disagreement`` logs it (the root mean square over the same states and actions of the two critics'
+  action profiles' difference over sqrt(2), each profile Q minus its mean over the state's actions),
 
 and the deterministic evaluation return on the noise-free task (10 episodes), both with the one-step action
 ``e = 0`` (``mean_return``) and with Best-of-8 by the critic (``mean_return_best_of``). ``--floor`` replaces the Q
@@ -38,7 +39,7 @@ from stable_baselines3.common.monitor import Monitor
 
 import sb3_som.som as som_module
 from sb3_som import SOM
-from sb3_som.critic_values import Q_SPREAD_ACTIONS, Q_SPREAD_STATES, q_from_features
+from sb3_som.critic_values import Q_SPREAD_ACTIONS, Q_SPREAD_STATES
 
 # candidates of the second deterministic evaluation (Best-of-N by the critic)
 BEST_OF = 8
@@ -58,20 +59,20 @@ class RewardNoise(gym.Wrapper):
 
 
 def instrument(model: SOM, sums: dict[str, float], floor: str) -> None:
-    """Replace SOM's Q spread and Q scale rule (``sb3_som.som.q_spread``, ``sb3_som.som.floored_q_scale``) so that
-    each update adds its components to ``sums`` and uses ``floor``."""
+    """Wrap SOM's Q-profile measure and Q scale rule (``sb3_som.som.action_profile``, ``sb3_som.som.floored_q_scale``)
+    so that each update adds its components to ``sums`` and uses ``floor``; the model runs with
+    ``q_scale_floor="td_error"``, so the rule receives the RMS TD error."""
     disagreements: dict[str, th.Tensor] = {}
+    package_profile = som_module.action_profile
 
-    def recorded_spread(critic, critic_features: th.Tensor, which: str) -> th.Tensor:
+    def recorded_profile(critic, critic_features: th.Tensor, which: str) -> tuple[th.Tensor, th.Tensor]:
         features = critic_features[:Q_SPREAD_STATES]
         actions = 2 * th.rand(features.shape[0], Q_SPREAD_ACTIONS, model.actor.action_dim) - 1
         features = features.unsqueeze(1).expand(-1, Q_SPREAD_ACTIONS, -1)
-        q1 = q_from_features(critic, features, actions, "first").squeeze(-1)
-        q2 = critic.q_networks[1](th.cat([features, actions], -1).reshape(-1, features.shape[-1] + actions.shape[-1]))
-        difference = (q1 - q2.view_as(q1)) / math.sqrt(2)
-        disagreements["difference"] = difference.std(dim=1).mean().detach()
-        disagreements["overall"] = difference.pow(2).mean().sqrt().detach()
-        return q1.std(dim=1).mean().detach()
+        q1, q2 = (q_net(th.cat([features, actions], -1).flatten(0, 1)).view(actions.shape[:2]) for q_net in critic.q_networks)
+        disagreements["overall"] = ((q1 - q2) / math.sqrt(2)).pow(2).mean().sqrt().detach()
+        spread, disagreements["difference"] = package_profile(critic, critic_features, which)
+        return spread, disagreements["difference"]
 
     def recorded_scale(spread: th.Tensor, td_error_rms: th.Tensor) -> th.Tensor:
         if floor == "td":
@@ -92,7 +93,7 @@ def instrument(model: SOM, sums: dict[str, float], floor: str) -> None:
         sums["updates"] += 1
         return value
 
-    som_module.q_spread = recorded_spread
+    som_module.action_profile = recorded_profile
     som_module.floored_q_scale = recorded_scale
 
 

@@ -32,27 +32,29 @@ import torch as th
 
 from reference_targets import carry_along_field, field_times, posterior_mean_from_velocity
 from sb3_som import SOM
-from sb3_som.critic_values import floored_q_scale, proposal_q_function, q_at_states, q_spread
+from sb3_som.critic_values import action_profile, floored_q_scale, proposal_q_function, q_at_states
 from sb3_som.score import estimate_velocity
 
 GRID_POINTS = 41
 
 
-def training_q_scale(model: SOM, batches: int = 8) -> tuple[float, float, float]:
-    """The Q spread, the RMS TD error and the floored Q scale as ``train()`` measures them, averaged over replay
-    batches of the model's batch size."""
+def training_q_scale(model: SOM, batches: int = 8) -> tuple[float, float, float, float]:
+    """The Q spread, the RMS TD error, the Q networks' disagreement and the Q scale floored as the model's
+    ``q_scale_floor`` says, as ``train()`` measures them, averaged over replay batches of the model's batch size."""
     valuing_critic = model.critic_target if model.score_with_target_critic else model.critic
-    spreads, td_errors, scales = [], [], []
+    spreads, td_errors, disagreements, scales = [], [], [], []
     for _ in range(batches):
         replay_data = model.replay_buffer.sample(model.batch_size)  # type: ignore[union-attr]
         with th.no_grad():
             _, td_error_rms, _ = model._critic_loss(replay_data)
             features = valuing_critic.extract_features(replay_data.observations, valuing_critic.features_extractor)
-            spread = q_spread(valuing_critic, features, model.score_critic)
+            spread, disagreement = action_profile(valuing_critic, features, model.score_critic)
         spreads.append(spread.item())
         td_errors.append(td_error_rms.item())
-        scales.append(floored_q_scale(spread, td_error_rms).item())
-    return statistics.mean(spreads), statistics.mean(td_errors), statistics.mean(scales)
+        disagreements.append(disagreement.item())
+        floor = td_error_rms if model.q_scale_floor == "td_error" else disagreement
+        scales.append(floored_q_scale(spread, floor).item())
+    return tuple(statistics.mean(values) for values in (spreads, td_errors, disagreements, scales))
 
 
 def episode_states(model: SOM, env_id: str, n_states: int, seed: int) -> th.Tensor:
@@ -94,7 +96,7 @@ def main() -> None:
     action_dim = model.actor.action_dim
     if action_dim > 3:
         raise SystemExit(f"the quadrature grid has {GRID_POINTS}^d points: d = {action_dim} is too many (at most 3)")
-    spread, td_error_rms, q_scale = training_q_scale(model)
+    spread, td_error_rms, disagreement, q_scale = training_q_scale(model)
     alpha, path, n = model.target_alpha, model.flow_path, args.samples
     valuing_critic = model.critic_target if model.score_with_target_critic else model.critic
     axis = th.linspace(-1, 1, GRID_POINTS).tolist()
@@ -146,7 +148,8 @@ def main() -> None:
 
     print(f"# Breadth of target, field and policy: {args.env}\n")
     print(f"Checkpoint `{args.checkpoint}`; {args.states} states of one deterministic episode (reset seed {args.seed}); "
-          f"alpha {alpha:.2f}; Q spread {spread:.3f}, RMS TD error {td_error_rms:.3f}, Q scale {q_scale:.3f} "
+          f"alpha {alpha:.2f}; Q spread {spread:.3f}, RMS TD error {td_error_rms:.3f}, "
+          f"Q networks' disagreement {disagreement:.3f}, Q scale {q_scale:.3f} (floor {model.q_scale_floor}) "
           f"(8 replay batches of {model.batch_size}); {n} samples per state, the first {args.quadrature_samples} of them "
           "for the field by quadrature. A uniform coordinate on [-1, 1] has "
           "standard deviation 0.577.\n")  # fmt: skip

@@ -42,7 +42,7 @@ def trained(model_class: type, seed: int, steps: int = 500, frozen_actor: bool =
     if frozen_actor:  # the actor keeps its initial weights; the critic trains as usual
         model.actor.optimizer.step = lambda *args, **kwargs: None
     # the Q scale is the spread across actions alone without the floor (sb3_som.som's own rule otherwise)
-    som_module.floored_q_scale = critic_values.floored_q_scale if floor else (lambda spread, td_error_rms: spread)
+    som_module.floored_q_scale = critic_values.floored_q_scale if floor else (lambda spread, floor: spread)
     model.learn(steps)
     return model
 
@@ -66,7 +66,7 @@ def diagnosis(model: SOM) -> str:
         next_q = model.critic_target(data.next_observations, model.actor(data.next_observations))[0]
         residual = data.rewards + (1 - data.dones) * model.gamma * next_q - model.critic(data.observations, data.actions)[0]
         features = model.critic.extract_features(data.observations, model.critic.features_extractor)
-        spread = critic_values.q_spread(model.critic, features, model.score_critic)
+        spread, _ = critic_values.action_profile(model.critic, features, model.score_critic)
     actions = model.replay_buffer.actions[: model.replay_buffer.pos, 0]
     edge = (np.abs(actions) > 0.999).mean()
     return (

@@ -14,6 +14,9 @@ from sb3_som.score import QFunction
 
 # which critic values the score's proposals: the minimum over the Q networks (SAC's actor) or the first (TD3's)
 SCORE_CRITICS = ("min", "first")
+# what floors the Q scale: the first critic's RMS TD error on the batch, or the Q networks' disagreement about
+# the action profile (``action_profile``)
+Q_SCALE_FLOORS = ("td_error", "critic_disagreement")
 # states of the batch and uniform actions per state that measure the spread of Q across actions
 Q_SPREAD_STATES = 32
 Q_SPREAD_ACTIONS = 16
@@ -53,22 +56,41 @@ def proposal_q_function(critic: ContinuousCritic, features: th.Tensor, which: st
     return q_function
 
 
-def q_spread(critic: ContinuousCritic, features: th.Tensor, which: str) -> th.Tensor:
-    """Typical spread of Q across actions at one state: the standard deviation of Q over ``Q_SPREAD_ACTIONS``
-    uniform actions in ``[-1, 1]^d``, averaged over the first ``Q_SPREAD_STATES`` states of critic features
-    (B, f); a scalar (plus 1e-6, so that it can divide)."""
+def action_profile(critic: ContinuousCritic, features: th.Tensor, which: str) -> tuple[th.Tensor, th.Tensor]:
+    """How Q varies across actions at a state, and how much the Q networks agree on it: two scalars.
+
+    At the first ``Q_SPREAD_STATES`` states of critic features (B, f) and ``Q_SPREAD_ACTIONS`` uniform actions in
+    ``[-1, 1]^d`` per state, every Q network gives Q_i(s, a) (all rows in one call per network):
+
+    - the spread: the standard deviation across the actions of the Q that ``which`` names ("min" or "first", as
+      for the proposals), averaged over the states, plus 1e-6 so that it can divide;
+    - the disagreement: each network's action profile ``Q_i(s, a) - mean_a Q_i(s, a)``, the standard deviation of
+      the profiles across the networks, as a root mean square over the states and actions; with two networks
+      ``|profile_1 - profile_2| / sqrt(2)``. It measures what the networks do not agree on about differences
+      between actions at one state, which is all the target ``exp(alpha Q / q_scale)`` sees; disagreement about the
+      state's value level and noise in the rewards that both networks fit do not enter it. NaN with one network.
+    """
     features = features[:Q_SPREAD_STATES]
     action_shape = critic.action_space.shape  # a Box's; math.prod, unlike SB3's get_action_dim, traces in torch.compile
     assert action_shape is not None
     action_dim = math.prod(action_shape)
     uniform_actions = 2 * th.rand(features.shape[0], Q_SPREAD_ACTIONS, action_dim, device=features.device) - 1
-    return q_at_states(critic, features, uniform_actions, which).std(dim=1).mean() + 1e-6
+    expanded = features.unsqueeze(1).expand(-1, Q_SPREAD_ACTIONS, -1)
+    flat_input = th.cat([expanded, uniform_actions], dim=-1).reshape(-1, features.shape[-1] + action_dim)
+    q_values = th.stack([q_net(flat_input).view(features.shape[0], Q_SPREAD_ACTIONS) for q_net in critic.q_networks])
+    valued = q_values[0] if which == "first" else q_values.min(dim=0).values
+    spread = valued.std(dim=1).mean() + 1e-6
+    if q_values.shape[0] < 2:
+        return spread, th.full_like(spread, math.nan)
+    profiles = q_values - q_values.mean(dim=2, keepdim=True)  # (networks, states, actions)
+    return spread, profiles.var(dim=0).mean().sqrt()
 
 
-def floored_q_scale(spread: th.Tensor, td_error_rms: th.Tensor) -> th.Tensor:
-    """The Q scale that ``alpha`` is relative to: the spread of Q across actions, never below the critic's RMS TD error.
+def floored_q_scale(spread: th.Tensor, floor: th.Tensor) -> th.Tensor:
+    """The Q scale that ``alpha`` is relative to: the spread of Q across actions, never below ``floor``.
 
     Where Q hardly depends on the action (a reward that ignores it), its spread across actions is the
-    critic's noise, and dividing by it would make the target greedy on that noise. Scalars.
+    critic's noise, and dividing by it would make the target greedy on that noise; the floor is what the critic
+    cannot resolve (its RMS TD error, or the Q networks' disagreement about the action profile). Scalars.
     """
-    return th.maximum(spread, td_error_rms)
+    return th.maximum(spread, floor)

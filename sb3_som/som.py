@@ -25,7 +25,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorch
 from stable_baselines3.common.utils import get_parameters_by_name, polyak_update
 from torch.nn import functional as F
 
-from sb3_som.critic_values import SCORE_CRITICS, floored_q_scale, proposal_q_function, q_spread
+from sb3_som.critic_values import Q_SCALE_FLOORS, SCORE_CRITICS, action_profile, floored_q_scale, proposal_q_function
 from sb3_som.meanflow import network_velocity_jvp
 from sb3_som.objective import FlowTargetConfig, actor_losses
 from sb3_som.paths import NoisePath, make_path
@@ -82,6 +82,7 @@ STEP_LOGS = (
     "meanflow_loss",
     "distillation_loss",
     "q_scale",
+    "q_disagreement",
     "score_norm",
     "target_velocity_norm",
     "face_fraction",
@@ -110,6 +111,7 @@ SETTING_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "alpha": partial(check_auto_or_positive, maximum=MAX_ALPHA, why=ALPHA_BOUND_REASON),
     "n_score_samples": partial(check_int, minimum=1),
     "score_critic": partial(check_choice, choices=SCORE_CRITICS),
+    "q_scale_floor": partial(check_choice, choices=Q_SCALE_FLOORS),
     "score_with_target_critic": check_bool,
     "score_estimator": partial(check_choice, choices=ESTIMATORS),
     "noise_path": partial(check_choice, choices=NOISE_PATHS),
@@ -161,14 +163,19 @@ class SOM(OffPolicyAlgorithm):
         the action's dimensions spreads across the box as ``sqrt(d)`` times one dimension's spread, so a fixed number
         makes each dimension's target flatter as d grows; "auto" gives each dimension the greediness of alpha 10 in
         one dimension (``target_alpha`` is the value in use). ``q_scale`` is the spread of Q across uniform
-        actions at a state (averaged over the batch), floored at the critic's own RMS TD error on the batch
-        (differences between actions smaller than the critic's error are not trusted). Above 1e4 the weights of
+        actions at a state (averaged over the batch), never below ``q_scale_floor`` (differences between actions
+        smaller than what the critic cannot resolve are not trusted). Above 1e4 the weights of
         the K proposals are one-hot for any Q difference the critic resolves, and the logits and the
         critic-gradient score, which grow with alpha, approach float32 overflow
     :param n_score_samples: Monte-Carlo proposals per state for the score estimate (K), >= 1; each update
         evaluates the critic on ``batch_size * n_score_samples`` proposals, at most 2**22 (4,194,304; memory)
     :param score_critic: which critic values the proposals: "first" (the first Q network, as TD3's
         actor; half the critic rows of "min") or "min" (the minimum over the twin critics, as SAC's actor)
+    :param q_scale_floor: what the Q scale is never below: "td_error" (the first critic's RMS TD error on the
+        batch, which also counts the error in the state's value and any noise in the rewards and transitions) or
+        "critic_disagreement" (the Q networks' disagreement about how Q varies across actions at a state, the
+        standard deviation across the networks of ``Q_i(s, a) - mean_a Q_i(s, a)``, as a root mean square over
+        states and uniform actions; needs ``n_critics >= 2``) (``docs/algorithm.md``, "Q normalisation and temperature")
     :param score_with_target_critic: value the proposals (and measure the Q scale) with the target critic, the
         Polyak average of the critic that the TD targets use (True), or with the critic itself (False). The target
         policy ``exp(alpha * Q / q_scale)`` moves its mass between distant actions whenever the critic's values of
@@ -260,6 +267,7 @@ class SOM(OffPolicyAlgorithm):
         alpha: float | str = "auto",
         n_score_samples: int = 16,
         score_critic: str = "first",
+        q_scale_floor: str = "td_error",
         score_with_target_critic: bool = True,
         score_estimator: str = "hybrid",
         policy_proposal_fraction: float = 0.0,
@@ -324,6 +332,7 @@ class SOM(OffPolicyAlgorithm):
         self.alpha = alpha
         self.n_score_samples = n_score_samples
         self.score_critic = score_critic
+        self.q_scale_floor = q_scale_floor
         self.score_with_target_critic = score_with_target_critic
         self.score_estimator = score_estimator
         self.policy_proposal_fraction = policy_proposal_fraction
@@ -364,6 +373,12 @@ class SOM(OffPolicyAlgorithm):
                 f"beta_min + beta_max must be <= {MAX_BETA_SUM:g}, got beta_min={self.beta_min}, beta_max={self.beta_max}: "
                 "the VP path's mean coefficient at t = 1, exp(-(beta_min + beta_max) / 4), underflows float32 beyond "
                 "about 349 and the score estimate, which divides by it, becomes NaN"
+            )
+        n_critics = self.policy_kwargs.get("n_critics", 2)
+        if self.q_scale_floor == "critic_disagreement" and n_critics < 2:
+            raise ValueError(
+                f'q_scale_floor="critic_disagreement" needs at least two Q networks, got n_critics={n_critics}: '
+                'use q_scale_floor="td_error" or n_critics >= 2'
             )
         if self.distillation_steps > 0 and self.distillation_coef == 0:
             raise ValueError("distillation_coef must be > 0 when distillation_steps > 0 (distillation_steps=0 turns it off)")
@@ -481,7 +496,8 @@ class SOM(OffPolicyAlgorithm):
                 self.actor.one_step_samples(actor_features, config.n_policy_proposals) if config.n_policy_proposals else None
             )
             critic_features = valuing_critic.extract_features(observations, valuing_critic.features_extractor)
-            q_scale = floored_q_scale(q_spread(valuing_critic, critic_features, self.score_critic), td_error_rms)
+            spread, disagreement = action_profile(valuing_critic, critic_features, self.score_critic)
+            q_scale = floored_q_scale(spread, td_error_rms if self.q_scale_floor == "td_error" else disagreement)
 
         losses = actor_losses(
             u_fn=self.actor.velocity_at(actor_features),
@@ -502,6 +518,7 @@ class SOM(OffPolicyAlgorithm):
                 losses.meanflow.detach(),
                 distillation.detach(),
                 q_scale,
+                disagreement,
                 losses.target.score.norm(dim=-1).mean(),
                 losses.target.velocity.norm(dim=-1).mean(),
                 (one_step_actions.abs() > FACE_THRESHOLD).float().mean(),

@@ -15,7 +15,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.utils import set_random_seed
 
 from sb3_som import SOM, MlpMeanFlowPolicy
-from sb3_som.critic_values import floored_q_scale, proposal_q_function, q_spread
+from sb3_som.critic_values import action_profile, floored_q_scale, proposal_q_function
 from sb3_som.meanflow import network_velocity_jvp, sample_actions
 from sb3_som.policies import MeanFlowActor
 from sb3_som.score import estimate_velocity
@@ -66,6 +66,8 @@ def test_public_api_and_sac_like_attributes():
         (dict(n_score_samples=0), "n_score_samples"),
         (dict(score_estimator="tweedie"), "score_estimator"),
         (dict(score_critic="mean"), "score_critic"),
+        (dict(q_scale_floor="disagreement"), "q_scale_floor"),
+        (dict(q_scale_floor="critic_disagreement", policy_kwargs=dict(n_critics=1)), "n_critics=1"),
         (dict(score_with_target_critic=1), "score_with_target_critic"),
         (dict(score_with_target_critic="yes"), "score_with_target_critic"),
         (dict(actor_batch_fraction=0.0), "actor_batch_fraction"),
@@ -162,7 +164,8 @@ def test_learn_logs_the_health_of_critic_and_flow_then_predicts(tmp_path):
     model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, seed=0)
     model.learn(150)
     logged = model.logger.name_to_value
-    for key in ("critic_loss", "actor_loss", "meanflow_loss", "distillation_loss", "q_mean", "q_scale", "score_norm"):
+    logged_keys = ("critic_loss", "actor_loss", "meanflow_loss", "distillation_loss", "q_mean", "q_scale", "q_disagreement")
+    for key in (*logged_keys, "score_norm"):
         assert np.isfinite(logged[f"train/{key}"]), key
     assert 0.0 <= logged["train/face_fraction"] <= 1.0
     assert model.num_timesteps == 150
@@ -243,6 +246,7 @@ def test_alpha_auto_is_ten_times_the_square_root_of_the_action_dimension(tmp_pat
         dict(noise_path="vp", time_sampler="uniform", a0_source="buffer", distillation_steps=0),
         dict(time_sampler="logit_normal", loss_weight_power=1.0),
         dict(score_critic="min", n_score_samples=32),
+        dict(q_scale_floor="critic_disagreement", policy_kwargs=dict(n_critics=3)),
     ],
 )
 def test_every_variant_trains(overrides):
@@ -282,19 +286,71 @@ def test_one_step_acting_path_equals_the_generic_one_step_sampler():
     assert (fast.abs() == 1).any()  # some of the noise was large enough to be clipped
 
 
-def test_q_scale_is_the_spread_across_actions_floored_at_the_td_error():
+def test_q_scale_is_the_spread_across_actions_floored():
     model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, device="cpu", seed=0)
     features = th.randn(40, 3)
     with th.no_grad():
-        spread = q_spread(model.critic, features, "first")
+        spread, _ = action_profile(model.critic, features, "first")
         assert spread.item() > 1e-4  # a random critic varies with the action
         assert floored_q_scale(spread, th.tensor(0.5 * spread.item())).item() == pytest.approx(spread.item())
         assert floored_q_scale(spread, th.tensor(100 * spread.item())).item() == pytest.approx(100 * spread.item())
         for q_net in model.critic.q_networks:  # Q no longer depends on the action (its last input)
             q_net[0].weight[:, -1] = 0.0
-        flat = q_spread(model.critic, features, "min")
-        assert flat.item() < 1e-5
+        flat, disagreement = action_profile(model.critic, features, "min")
+        assert flat.item() < 1e-5 and disagreement.item() < 1e-5
         assert floored_q_scale(flat, th.tensor(0.3)).item() == pytest.approx(0.3)
+
+
+class LinearQ(th.nn.Module):
+    """Q(s, a) = slope * a + level * s_0 on (state, 1-D action) rows: a stand-in Q network with a known profile."""
+
+    def __init__(self, slope: float, level: float):
+        super().__init__()
+        self.slope, self.level = slope, level
+
+    def forward(self, rows: th.Tensor) -> th.Tensor:
+        return self.slope * rows[:, -1:] + self.level * rows[:, :1]
+
+
+@pytest.mark.parametrize("level", [0.0, 5.0])
+def test_critic_disagreement_is_about_the_action_profile_and_not_the_value_level(level):
+    """Q_1 = 2a and Q_2 = -2a (+ level * s_0, which only moves the state's value): the profiles differ by
+    4 (a - mean a), so the disagreement is sqrt(8 E[(a - mean a)^2]) = sqrt(8 * 15/16 / 3) = 1.58 for 16 uniform
+    actions per state, whatever the level; the spread of the first is 2 sd(a) = 1.15."""
+    critic = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, device="cpu", seed=0).critic
+    critic.q_networks = [LinearQ(2.0, 0.0), LinearQ(-2.0, level)]
+    features = th.randn(32, 3)
+    th.manual_seed(0)
+    spread, disagreement = action_profile(critic, features, "first")
+    assert disagreement.item() == pytest.approx(math.sqrt(8 * 15 / 16 / 3), rel=0.08)
+    assert spread.item() == pytest.approx(2 / math.sqrt(3), rel=0.1)
+    th.manual_seed(0)
+    assert action_profile(critic, features, "min")[1].item() == pytest.approx(disagreement.item())
+    critic.q_networks = [LinearQ(2.0, 0.0), LinearQ(2.0, level)]  # the same profile: no disagreement
+    assert action_profile(critic, features, "first")[1].item() == pytest.approx(0.0, abs=1e-5)
+    critic.q_networks = critic.q_networks[:1]
+    assert math.isnan(action_profile(critic, features, "first")[1].item())
+
+
+@pytest.mark.parametrize("floor", ["td_error", "critic_disagreement"])
+def test_train_floors_the_q_scale_with_the_chosen_floor(floor, monkeypatch):
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, q_scale_floor=floor, device="cpu", seed=0)
+    seen = []
+    monkeypatch.setattr("sb3_som.som.floored_q_scale", lambda spread, low: seen.append(low) or th.maximum(spread, low))
+    disagreements = []
+    profile = action_profile
+
+    def recorded_profile(*args):
+        spread, disagreement = profile(*args)
+        disagreements.append(disagreement)
+        return spread, disagreement
+
+    monkeypatch.setattr("sb3_som.som.action_profile", recorded_profile)
+    model.learn(80)
+    assert seen and len(seen) == len(disagreements)
+    used_disagreement = [low is disagreement for low, disagreement in zip(seen, disagreements, strict=True)]
+    assert all(used_disagreement) if floor == "critic_disagreement" else not any(used_disagreement)
+    assert np.isfinite(model.logger.name_to_value["train/q_disagreement"])
 
 
 class ConstantRewardCycle(gym.Env):
