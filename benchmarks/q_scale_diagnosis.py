@@ -136,7 +136,7 @@ def main() -> None:
     args = parser.parse_args()
     th.set_num_threads(1)
     env = RewardNoise(gym.make("Pendulum-v1"), args.reward_noise, args.seed)
-    model = SOM("MlpMeanFlowPolicy", env, seed=args.seed)
+    model = SOM("MlpMeanFlowPolicy", env, seed=args.seed, q_scale_floor="td_error")
     sums: dict[str, float] = defaultdict(float)
     instrument(model, sums, args.floor)
     record = dict(env="Pendulum-v1", reward_noise=args.reward_noise, seed=args.seed, floor=args.floor)

@@ -52,7 +52,7 @@ def training_q_scale(model: SOM, batches: int = 8) -> tuple[float, float, float,
         spreads.append(spread.item())
         td_errors.append(td_error_rms.item())
         disagreements.append(disagreement.item())
-        floor = td_error_rms if model.q_scale_floor == "td_error" else disagreement
+        floor = disagreement if model.q_scale_floor_in_use == "critic_disagreement" else td_error_rms
         scales.append(floored_q_scale(spread, floor).item())
     return tuple(statistics.mean(values) for values in (spreads, td_errors, disagreements, scales))
 
@@ -149,7 +149,7 @@ def main() -> None:
     print(f"# Breadth of target, field and policy: {args.env}\n")
     print(f"Checkpoint `{args.checkpoint}`; {args.states} states of one deterministic episode (reset seed {args.seed}); "
           f"alpha {alpha:.2f}; Q spread {spread:.3f}, RMS TD error {td_error_rms:.3f}, "
-          f"Q networks' disagreement {disagreement:.3f}, Q scale {q_scale:.3f} (floor {model.q_scale_floor}) "
+          f"Q networks' disagreement {disagreement:.3f}, Q scale {q_scale:.3f} (floor {model.q_scale_floor_in_use}) "
           f"(8 replay batches of {model.batch_size}); {n} samples per state, the first {args.quadrature_samples} of them "
           "for the field by quadrature. A uniform coordinate on [-1, 1] has "
           "standard deviation 0.577.\n")  # fmt: skip

@@ -82,6 +82,7 @@ STEP_LOGS = (
     "meanflow_loss",
     "distillation_loss",
     "q_scale",
+    "q_spread",
     "q_disagreement",
     "score_norm",
     "target_velocity_norm",
@@ -171,11 +172,13 @@ class SOM(OffPolicyAlgorithm):
         evaluates the critic on ``batch_size * n_score_samples`` proposals, at most 2**22 (4,194,304; memory)
     :param score_critic: which critic values the proposals: "first" (the first Q network, as TD3's
         actor; half the critic rows of "min") or "min" (the minimum over the twin critics, as SAC's actor)
-    :param q_scale_floor: what the Q scale is never below: "td_error" (the first critic's RMS TD error on the
-        batch, which also counts the error in the state's value and any noise in the rewards and transitions) or
-        "critic_disagreement" (the Q networks' disagreement about how Q varies across actions at a state, the
-        standard deviation across the networks of ``Q_i(s, a) - mean_a Q_i(s, a)``, as a root mean square over
-        states and uniform actions; needs ``n_critics >= 2``) (``docs/algorithm.md``, "Q normalisation and temperature")
+    :param q_scale_floor: what the Q scale is never below: "critic_disagreement" (the Q networks' disagreement
+        about how Q varies across actions at a state: the standard deviation across the networks of
+        ``Q_i(s, a) - mean_a Q_i(s, a)``, as a root mean square over states and uniform actions; needs
+        ``n_critics >= 2``), "td_error" (the first critic's RMS TD error on the batch, which also counts the error
+        in the state's value and any noise in the rewards and transitions, so that noisy rewards make the target
+        less greedy than alpha says) or "auto": "critic_disagreement" with two Q networks or more, "td_error" with
+        one (``q_scale_floor_in_use`` is the one in use; ``docs/algorithm.md``, "Q normalisation and temperature")
     :param score_with_target_critic: value the proposals (and measure the Q scale) with the target critic, the
         Polyak average of the critic that the TD targets use (True), or with the critic itself (False). The target
         policy ``exp(alpha * Q / q_scale)`` moves its mass between distant actions whenever the critic's values of
@@ -267,7 +270,7 @@ class SOM(OffPolicyAlgorithm):
         alpha: float | str = "auto",
         n_score_samples: int = 16,
         score_critic: str = "first",
-        q_scale_floor: str = "td_error",
+        q_scale_floor: str = "auto",
         score_with_target_critic: bool = True,
         score_estimator: str = "hybrid",
         policy_proposal_fraction: float = 0.0,
@@ -374,11 +377,10 @@ class SOM(OffPolicyAlgorithm):
                 "the VP path's mean coefficient at t = 1, exp(-(beta_min + beta_max) / 4), underflows float32 beyond "
                 "about 349 and the score estimate, which divides by it, becomes NaN"
             )
-        n_critics = self.policy_kwargs.get("n_critics", 2)
-        if self.q_scale_floor == "critic_disagreement" and n_critics < 2:
+        if self.q_scale_floor == "critic_disagreement" and self._n_critics < 2:
             raise ValueError(
-                f'q_scale_floor="critic_disagreement" needs at least two Q networks, got n_critics={n_critics}: '
-                'use q_scale_floor="td_error" or n_critics >= 2'
+                f'q_scale_floor="critic_disagreement" needs at least two Q networks, got n_critics={self._n_critics}: '
+                'use q_scale_floor="td_error" (or "auto", which picks it with one Q network) or n_critics >= 2'
             )
         if self.distillation_steps > 0 and self.distillation_coef == 0:
             raise ValueError("distillation_coef must be > 0 when distillation_steps > 0 (distillation_steps=0 turns it off)")
@@ -429,6 +431,19 @@ class SOM(OffPolicyAlgorithm):
     def flow_path(self) -> NoisePath:
         """The noise path of the actor's flow, from the current ``noise_path``, ``beta_min`` and ``beta_max``."""
         return make_path(self.noise_path, self.beta_min, self.beta_max)
+
+    @property
+    def _n_critics(self) -> int:
+        """The number of Q networks the policy has (or, before it is built, will have)."""
+        return self.policy_kwargs.get("n_critics", 2)
+
+    @property
+    def q_scale_floor_in_use(self) -> str:
+        """What floors the Q scale: ``q_scale_floor``, or for "auto" "critic_disagreement" with two Q networks or more
+        and "td_error" with one."""
+        if self.q_scale_floor != "auto":
+            return self.q_scale_floor
+        return "critic_disagreement" if self._n_critics >= 2 else "td_error"
 
     @property
     def target_alpha(self) -> float:
@@ -497,7 +512,8 @@ class SOM(OffPolicyAlgorithm):
             )
             critic_features = valuing_critic.extract_features(observations, valuing_critic.features_extractor)
             spread, disagreement = action_profile(valuing_critic, critic_features, self.score_critic)
-            q_scale = floored_q_scale(spread, td_error_rms if self.q_scale_floor == "td_error" else disagreement)
+            floor = disagreement if self.q_scale_floor_in_use == "critic_disagreement" else td_error_rms
+            q_scale = floored_q_scale(spread, floor)
 
         losses = actor_losses(
             u_fn=self.actor.velocity_at(actor_features),
@@ -518,6 +534,7 @@ class SOM(OffPolicyAlgorithm):
                 losses.meanflow.detach(),
                 distillation.detach(),
                 q_scale,
+                spread,
                 disagreement,
                 losses.target.score.norm(dim=-1).mean(),
                 losses.target.velocity.norm(dim=-1).mean(),

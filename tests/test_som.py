@@ -164,10 +164,11 @@ def test_learn_logs_the_health_of_critic_and_flow_then_predicts(tmp_path):
     model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, seed=0)
     model.learn(150)
     logged = model.logger.name_to_value
-    logged_keys = ("critic_loss", "actor_loss", "meanflow_loss", "distillation_loss", "q_mean", "q_scale", "q_disagreement")
+    logged_keys = ("critic_loss", "actor_loss", "meanflow_loss", "distillation_loss", "q_mean", "q_scale", "q_spread")
     for key in (*logged_keys, "score_norm"):
         assert np.isfinite(logged[f"train/{key}"]), key
     assert 0.0 <= logged["train/face_fraction"] <= 1.0
+    assert logged["train/q_scale"] >= max(logged["train/q_spread"], logged["train/q_disagreement"]) - 1e-6
     assert model.num_timesteps == 150
     action, _ = model.predict(model.env.reset())
     assert action.shape == (1, 1)
@@ -332,9 +333,25 @@ def test_critic_disagreement_is_about_the_action_profile_and_not_the_value_level
     assert math.isnan(action_profile(critic, features, "first")[1].item())
 
 
-@pytest.mark.parametrize("floor", ["td_error", "critic_disagreement"])
-def test_train_floors_the_q_scale_with_the_chosen_floor(floor, monkeypatch):
-    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, q_scale_floor=floor, device="cpu", seed=0)
+@pytest.mark.parametrize(
+    ("floor", "n_critics", "in_use"),
+    [
+        ("td_error", 2, "td_error"),
+        ("critic_disagreement", 2, "critic_disagreement"),
+        ("auto", 2, "critic_disagreement"),
+        ("auto", 1, "td_error"),
+    ],
+)
+def test_train_floors_the_q_scale_with_the_chosen_floor(floor, n_critics, in_use, monkeypatch):
+    model = SOM(
+        "MlpMeanFlowPolicy",
+        "Pendulum-v1",
+        **{**SMALL, "policy_kwargs": dict(net_arch=[32, 32], n_critics=n_critics)},
+        q_scale_floor=floor,
+        device="cpu",
+        seed=0,
+    )
+    assert model.q_scale_floor_in_use == in_use
     seen = []
     monkeypatch.setattr("sb3_som.som.floored_q_scale", lambda spread, low: seen.append(low) or th.maximum(spread, low))
     disagreements = []
@@ -349,8 +366,9 @@ def test_train_floors_the_q_scale_with_the_chosen_floor(floor, monkeypatch):
     model.learn(80)
     assert seen and len(seen) == len(disagreements)
     used_disagreement = [low is disagreement for low, disagreement in zip(seen, disagreements, strict=True)]
-    assert all(used_disagreement) if floor == "critic_disagreement" else not any(used_disagreement)
-    assert np.isfinite(model.logger.name_to_value["train/q_disagreement"])
+    assert all(used_disagreement) if in_use == "critic_disagreement" else not any(used_disagreement)
+    # with one Q network there is nothing to disagree, and the log says so
+    assert np.isfinite(model.logger.name_to_value["train/q_disagreement"]) == (n_critics > 1)
 
 
 class ConstantRewardCycle(gym.Env):
