@@ -22,6 +22,14 @@ Q_SPREAD_STATES = 32
 Q_SPREAD_ACTIONS = 16
 
 
+def q_per_network(q_networks: list[th.nn.Module], features: th.Tensor, actions: th.Tensor) -> th.Tensor:
+    """Each Q network's value of actions (..., d) at critic features (..., f): (networks, ...), all rows of a
+    network in one 2-D call (batch norm wants 2-D input)."""
+    q_input = th.cat([features, actions], dim=-1)
+    flat_input = q_input.reshape(-1, q_input.shape[-1])  # (N, f + d)
+    return th.stack([q_net(flat_input) for q_net in q_networks]).view(len(q_networks), *q_input.shape[:-1])
+
+
 def q_from_features(critic: ContinuousCritic, features: th.Tensor, actions: th.Tensor, which: str) -> th.Tensor:
     """Q for actions (..., d) at already-extracted critic features (..., f): returns (..., 1).
 
@@ -29,13 +37,9 @@ def q_from_features(critic: ContinuousCritic, features: th.Tensor, actions: th.T
     only, TD3's actor; half the rows with twin critics). Leading dimensions are free, so K proposals per
     state go through each Q network in one call.
     """
-    q_input = th.cat([features, actions], dim=-1)
-    flat_input = q_input.reshape(-1, q_input.shape[-1])  # (N, f + d): batch norm wants 2-D input
     if which == "first":
-        q_values = critic.q_networks[0](flat_input)
-    else:
-        q_values = th.stack([q_net(flat_input) for q_net in critic.q_networks], dim=0).min(dim=0).values
-    return q_values.view(*q_input.shape[:-1], 1)
+        return q_per_network(critic.q_networks[:1], features, actions)[0].unsqueeze(-1)
+    return q_per_network(critic.q_networks, features, actions).min(dim=0).values.unsqueeze(-1)
 
 
 def q_at_states(critic: ContinuousCritic, features: th.Tensor, actions: th.Tensor, which: str) -> th.Tensor:
@@ -76,8 +80,7 @@ def action_profile(critic: ContinuousCritic, features: th.Tensor, which: str) ->
     action_dim = math.prod(action_shape)
     uniform_actions = 2 * th.rand(features.shape[0], Q_SPREAD_ACTIONS, action_dim, device=features.device) - 1
     expanded = features.unsqueeze(1).expand(-1, Q_SPREAD_ACTIONS, -1)
-    flat_input = th.cat([expanded, uniform_actions], dim=-1).reshape(-1, features.shape[-1] + action_dim)
-    q_values = th.stack([q_net(flat_input).view(features.shape[0], Q_SPREAD_ACTIONS) for q_net in critic.q_networks])
+    q_values = q_per_network(critic.q_networks, expanded, uniform_actions)  # (networks, states, actions)
     valued = q_values[0] if which == "first" else q_values.min(dim=0).values
     spread = valued.std(dim=1).mean() + 1e-6
     if q_values.shape[0] < 2:

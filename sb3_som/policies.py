@@ -41,6 +41,10 @@ def check_finite_observation(observation: PyTorchObs) -> None:
             )
 
 
+# Q networks of the critic unless ``n_critics`` says otherwise (SAC's twin critics)
+DEFAULT_N_CRITICS = 2
+
+
 class MeanFlowActor(BasePolicy):
     """MeanFlow actor ``u_theta(a_t, r, t | s)``: the average velocity of the flow from noise to actions.
 
@@ -205,7 +209,7 @@ class MeanFlowPolicy(BasePolicy):
         normalize_images: bool = True,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
-        n_critics: int = 2,
+        n_critics: int = DEFAULT_N_CRITICS,
         share_features_extractor: bool = False,
     ):
         if not isinstance(action_space, spaces.Box):

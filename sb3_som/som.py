@@ -31,6 +31,7 @@ from sb3_som.objective import FlowTargetConfig, actor_losses
 from sb3_som.paths import NoisePath, make_path
 from sb3_som.persistence import atomic_path, check_model_file
 from sb3_som.policies import (
+    DEFAULT_N_CRITICS,
     CnnMeanFlowPolicy,
     MeanFlowActor,
     MeanFlowPolicy,
@@ -435,7 +436,7 @@ class SOM(OffPolicyAlgorithm):
     @property
     def _n_critics(self) -> int:
         """The number of Q networks the policy has (or, before it is built, will have)."""
-        return self.policy_kwargs.get("n_critics", 2)
+        return self.policy_kwargs.get("n_critics", DEFAULT_N_CRITICS)
 
     @property
     def q_scale_floor_in_use(self) -> str:

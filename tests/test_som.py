@@ -355,10 +355,9 @@ def test_train_floors_the_q_scale_with_the_chosen_floor(floor, n_critics, in_use
     seen = []
     monkeypatch.setattr("sb3_som.som.floored_q_scale", lambda spread, low: seen.append(low) or th.maximum(spread, low))
     disagreements = []
-    profile = action_profile
 
     def recorded_profile(*args):
-        spread, disagreement = profile(*args)
+        spread, disagreement = action_profile(*args)
         disagreements.append(disagreement)
         return spread, disagreement
 
