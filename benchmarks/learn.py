@@ -8,8 +8,10 @@ table of returns at the largest budget every run of a task reached, and a PNG of
 
 Hyperparameters: SOM's from ``hyperparams/som.yml``; SAC's from rl-zoo3's ``hyperparams/sac.yml``, whose
 MuJoCo entries are named ``-v4`` (the ``-v5`` task takes the ``-v4`` entry; tasks without an entry take
-its ``default``). ``n_timesteps`` is replaced by ``--timesteps``; ``--hyperparams KEY=VALUE ...`` replaces or adds
-constructor arguments (each line of ``--out`` then records them).
+its ``default``). An entry's keys that are constructor arguments pass as they are (``policy_kwargs`` evaluated as
+the zoo does); an entry with other zoo keys (``normalize``, ``n_envs``, wrappers) is refused. ``n_timesteps`` is
+replaced by ``--timesteps``; ``--hyperparams KEY=VALUE ...`` replaces or adds constructor arguments (each line of
+``--out`` then records them).
 
 Resumable runs: with ``--checkpoint-every N`` the run saves, every N steps, everything it needs to continue
 exactly (model, replay buffer, RNG states, the training and evaluation environments mid-episode, SB3's
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib.util
+import inspect
 import json
 import os
 import platform
@@ -68,9 +71,6 @@ except ImportError:  # only the MuJoCo tasks need it
     mujoco = None
 
 ALGOS = {"som": SOM, "sac": SAC}
-# keys of a zoo entry that this runner passes to the constructor as they are
-PLAIN_KEYS = {"policy", "learning_rate", "buffer_size", "batch_size", "gamma", "tau", "train_freq", "gradient_steps",
-              "learning_starts", "ent_coef", "use_sde"}  # fmt: skip
 # options a resumed run must share with the run it continues (--timesteps may grow, --device may change)
 RESUME_OPTIONS = ("algo", "env", "seed", "hyperparams", "eval_every", "eval_episodes", "out")
 CHECKPOINT_PREFIX = "step_"  # a complete checkpoint: CHECKPOINT_DIR/step_<num_timesteps>/
@@ -79,18 +79,23 @@ PARTIAL_PREFIX = ".partial-"  # a checkpoint being written (renamed to step_<n> 
 FINAL_EVAL_SEED = 1_000_000
 
 
+def zoo_file(algo: str) -> str:
+    """The path of ``algo``'s zoo file: SOM's ``som.yml``, or rl-zoo3's ``sac.yml``."""
+    if algo == "som":
+        return str(resources.files("sb3_som.hyperparams").joinpath("som.yml"))
+    # located without importing rl_zoo3 (and its dependencies)
+    return os.path.join(importlib.util.find_spec("rl_zoo3").submodule_search_locations[0], "hyperparams", "sac.yml")
+
+
 def zoo_hyperparams(algo: str, env_id: str) -> dict[str, Any]:
     """The zoo entry for ``env_id`` (see the module docstring for the fallbacks), as constructor kwargs."""
-    if algo == "som":
-        path = str(resources.files("sb3_som.hyperparams").joinpath("som.yml"))
-    else:  # located without importing rl_zoo3 (and its dependencies)
-        path = os.path.join(importlib.util.find_spec("rl_zoo3").submodule_search_locations[0], "hyperparams", "sac.yml")
-    with open(path) as file:
+    with open(zoo_file(algo)) as file:
         entries = yaml.safe_load(file)
     key = env_id if env_id in entries else env_id.replace("-v5", "-v4")
     entry = dict(entries.get(key, entries["default"]))
     entry.pop("n_timesteps", None)
-    unknown = set(entry) - PLAIN_KEYS - {"policy_kwargs"}
+    # constructor arguments pass as they are; the zoo's own keys (normalize, n_envs, wrappers, ...) are not applied
+    unknown = set(entry) - set(inspect.signature(ALGOS[algo]).parameters)
     if unknown:
         raise ValueError(f"{algo} entry {key!r} has keys this runner does not apply: {sorted(unknown)}")
     if "policy_kwargs" in entry:

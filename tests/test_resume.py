@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import inspect
 import json
 import os
 from pathlib import Path
@@ -151,3 +152,25 @@ def test_hyperparams_override_the_zoo_entry_and_are_recorded(
     with pytest.raises(SystemExit):
         learn.parse_args(["run", "--algo", "som", "--env", "Pendulum-v1", "--seed", "0", "--timesteps", "1",
                           "--out", str(out), "--hyperparams", "alpha"])  # fmt: skip
+
+
+def test_every_zoo_entry_the_runner_reads_applies_in_full(learn: ModuleType):
+    """Each entry of ``som.yml`` (SOM's own keys such as ``q_scale_floor`` or ``alpha`` included), and SAC's for the
+    benchmarked tasks, gives constructor arguments only; an entry with a zoo-only key is refused, naming it."""
+    import yaml
+
+    from sb3_som import SOM
+
+    with open(learn.zoo_file("som")) as file:
+        som_tasks = list(yaml.safe_load(file))
+    parameters = {"som": set(inspect.signature(SOM).parameters), "sac": set(inspect.signature(learn.SAC).parameters)}
+    tasks = [("som", env_id) for env_id in som_tasks]
+    tasks += [("sac", env_id) for env_id in ("Pendulum-v1", "HalfCheetah-v5", "Hopper-v5", "Ant-v5", "Humanoid-v5")]
+    for algo, env_id in tasks:
+        entry = learn.zoo_hyperparams(algo, env_id)
+        assert set(entry) <= parameters[algo], (algo, env_id)
+    assert learn.zoo_hyperparams("som", "Pendulum-v1")["q_scale_floor"] == "td_error"
+    with open(learn.zoo_file("sac")) as file:
+        zoo_only = [env_id for env_id, entry in yaml.safe_load(file).items() if "normalize" in entry]
+    with pytest.raises(ValueError, match="normalize"):
+        learn.zoo_hyperparams("sac", zoo_only[0])
