@@ -3,8 +3,8 @@
 ``run`` trains one (algorithm, task, seed) and appends one JSON line per evaluation (deterministic return
 over ``--eval-episodes`` episodes of a separate environment, every ``--eval-every`` steps) to ``--out``, so a
 run that is stopped early keeps every evaluation it reached. ``report`` turns those lines into a
-table of returns at the largest budget every run of a task reached, and a PNG of the curves
-(mean and min-max band over seeds).
+table of returns at the largest budget every run of a task reached (a run whose evaluation lines name more than
+one commit is marked, with its segments listed), and a PNG of the curves (mean and min-max band over seeds).
 
 Hyperparameters: SOM's from ``hyperparams/som.yml``; SAC's from rl-zoo3's ``hyperparams/sac.yml``, whose
 MuJoCo entries are named ``-v4`` (the ``-v5`` task takes the ``-v4`` entry; tasks without an entry take
@@ -422,6 +422,26 @@ def curve_summary(curves: dict[str, dict[str, dict[int, dict[int, float]]]], wor
     return "\n".join(lines) + "\n"
 
 
+def code_segments(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str, int], list[tuple[int, int, str]]]:
+    """Per (task, algorithm, seed) whose evaluation lines name more than one commit: its segments on one commit each,
+    as (first step, last step, commit) in step order."""
+    steps_by_run: dict[tuple[str, str, int], list[tuple[int, str]]] = defaultdict(list)
+    for row in rows:
+        if "final_episodes" not in row:
+            steps_by_run[row["env"], row["algo"], row["seed"]].append((row["timesteps"], row["commit"]))
+    segments = {}
+    for run_key, points in steps_by_run.items():
+        runs: list[tuple[int, int, str]] = []
+        for step, commit in sorted(points):
+            if runs and runs[-1][2] == commit:
+                runs[-1] = (runs[-1][0], step, commit)
+            else:
+                runs.append((step, step, commit))
+        if len({commit for _, _, commit in runs}) > 1:
+            segments[run_key] = runs
+    return segments
+
+
 def report(args: argparse.Namespace) -> None:
     rows = []
     for path in args.files:
@@ -436,17 +456,24 @@ def report(args: argparse.Namespace) -> None:
             )
         else:
             curves[row["env"]][row["algo"]][row["seed"]][row["timesteps"]] = row["mean_return"]
+    mixed = code_segments(rows)
     lines = ["| task | budget (steps) | SOM | SAC | seeds (SOM, SAC) |", "|---|---|---|---|---|"]
     for env_id, by_algo in curves.items():
         budget = min(max(points) for seeds in by_algo.values() for points in seeds.values())
         cells = []
         for algo in ("som", "sac"):
-            finals = [points[budget] for _, points in sorted(by_algo.get(algo, {}).items()) if budget in points]
-            per_seed = ", ".join(f"{value:.0f}" for value in finals)
+            seeds = [(seed, points[budget]) for seed, points in sorted(by_algo.get(algo, {}).items()) if budget in points]
+            finals = [value for _, value in seeds]
+            per_seed = ", ".join(f"{value:.0f}" + ("*" if (env_id, algo, seed) in mixed else "") for seed, value in seeds)
             cells.append(f"{np.mean(finals):.0f} ± {np.std(finals):.0f} ({per_seed})" if finals else "-")
         seeds = ", ".join(str(len(by_algo.get(algo, {}))) for algo in ("som", "sac"))
         lines.append(f"| {env_id} | {budget} | {cells[0]} | {cells[1]} | {seeds} |")
     table = "\n".join(lines) + "\n\nCells: mean ± std over seeds of the deterministic evaluation return (per-seed values).\n"
+    if mixed:
+        table += "\nMarked *: runs whose segments ran on different code:\n"
+        for (env_id, algo, seed), segments in sorted(mixed.items()):
+            spans = ", ".join(f"{commit} (evaluations at steps {first}-{last})" for first, last, commit in segments)
+            table += f"- {env_id}, {algo.upper()} seed {seed}: {spans}\n"
     table += curve_summary(curves, args.worst_after)
     if final_runs:
         lines = ["| task | steps | episodes | SOM | SAC |", "|---|---|---|---|---|"]

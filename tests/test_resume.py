@@ -174,3 +174,27 @@ def test_every_zoo_entry_the_runner_reads_applies_in_full(learn: ModuleType):
         zoo_only = [env_id for env_id, entry in yaml.safe_load(file).items() if "normalize" in entry]
     with pytest.raises(ValueError, match="normalize"):
         learn.zoo_hyperparams("sac", zoo_only[0])
+
+
+def test_report_marks_a_curve_whose_segments_ran_on_different_code(
+    learn: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    def line(algo: str, seed: int, step: int, value: float, commit: str) -> str:
+        row = {"algo": algo, "env": "Hopper-v5", "seed": seed, "timesteps": step, "mean_return": value, "commit": commit}
+        return json.dumps(row)
+
+    out = tmp_path / "runs.jsonl"
+    lines = [line("som", 0, 1000, 10.0, "aaaaaaa"), line("som", 0, 2000, 20.0, "aaaaaaa"),
+             line("som", 0, 3000, 30.0, "bbbbbbb"), line("som", 1, 1000, 11.0, "aaaaaaa"),
+             line("som", 1, 2000, 21.0, "aaaaaaa"), line("som", 1, 3000, 31.0, "aaaaaaa")]  # fmt: skip
+    out.write_text("\n".join(lines) + "\n")
+    assert learn.code_segments([json.loads(text) for text in lines]) == {
+        ("Hopper-v5", "som", 0): [(1000, 2000, "aaaaaaa"), (3000, 3000, "bbbbbbb")]
+    }
+    learn.report(learn.parse_args(["report", str(out)]))
+    printed = capsys.readouterr().out
+    assert "| Hopper-v5 | 3000 | 30 ± 0 (30*, 31) | - | 2, 0 |" in printed
+    assert (
+        "- Hopper-v5, SOM seed 0: aaaaaaa (evaluations at steps 1000-2000), bbbbbbb (evaluations at steps 3000-3000)"
+        in printed
+    )
