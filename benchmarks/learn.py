@@ -429,17 +429,17 @@ def code_segments(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str, int], 
     for row in rows:
         if "final_episodes" not in row:
             steps_by_run[row["env"], row["algo"], row["seed"]].append((row["timesteps"], row["commit"]))
-    segments = {}
+    segments_by_run = {}
     for run_key, points in steps_by_run.items():
-        runs: list[tuple[int, int, str]] = []
+        segments: list[tuple[int, int, str]] = []
         for step, commit in sorted(points):
-            if runs and runs[-1][2] == commit:
-                runs[-1] = (runs[-1][0], step, commit)
+            if segments and segments[-1][2] == commit:
+                segments[-1] = (segments[-1][0], step, commit)
             else:
-                runs.append((step, step, commit))
-        if len({commit for _, _, commit in runs}) > 1:
-            segments[run_key] = runs
-    return segments
+                segments.append((step, step, commit))
+        if len({commit for _, _, commit in segments}) > 1:
+            segments_by_run[run_key] = segments
+    return segments_by_run
 
 
 def report(args: argparse.Namespace) -> None:
@@ -462,9 +462,9 @@ def report(args: argparse.Namespace) -> None:
         budget = min(max(points) for seeds in by_algo.values() for points in seeds.values())
         cells = []
         for algo in ("som", "sac"):
-            seeds = [(seed, points[budget]) for seed, points in sorted(by_algo.get(algo, {}).items()) if budget in points]
-            finals = [value for _, value in seeds]
-            per_seed = ", ".join(f"{value:.0f}" + ("*" if (env_id, algo, seed) in mixed else "") for seed, value in seeds)
+            at_budget = [(seed, points[budget]) for seed, points in sorted(by_algo.get(algo, {}).items()) if budget in points]
+            finals = [value for _, value in at_budget]
+            per_seed = ", ".join(f"{value:.0f}" + ("*" if (env_id, algo, seed) in mixed else "") for seed, value in at_budget)
             cells.append(f"{np.mean(finals):.0f} ± {np.std(finals):.0f} ({per_seed})" if finals else "-")
         seeds = ", ".join(str(len(by_algo.get(algo, {}))) for algo in ("som", "sac"))
         lines.append(f"| {env_id} | {budget} | {cells[0]} | {cells[1]} | {seeds} |")

@@ -27,7 +27,9 @@ def q_per_network(q_networks: list[th.nn.Module], features: th.Tensor, actions: 
     network in one 2-D call (batch norm wants 2-D input)."""
     q_input = th.cat([features, actions], dim=-1)
     flat_input = q_input.reshape(-1, q_input.shape[-1])  # (N, f + d)
-    return th.stack([q_net(flat_input) for q_net in q_networks]).view(len(q_networks), *q_input.shape[:-1])
+    values = [q_net(flat_input) for q_net in q_networks]
+    stacked = values[0].unsqueeze(0) if len(values) == 1 else th.stack(values)  # one network: a view, no copy
+    return stacked.view(len(q_networks), *q_input.shape[:-1])
 
 
 def q_from_features(critic: ContinuousCritic, features: th.Tensor, actions: th.Tensor, which: str) -> th.Tensor:
