@@ -50,10 +50,12 @@ def velocity_errors(width: float, t0: float, policy: str, n_policy: int, n_sampl
     return (error.norm(dim=-1) / exact.norm(dim=-1)).median().item(), error.mean(0).norm().item()
 
 
-def trained_breadth(dim: int, width: float, fraction: float, iterations: int, seed: int) -> tuple[float, float, float]:
+def trained_breadth(
+    centre: th.Tensor, width: float, fraction: float, iterations: int, seed: int, n_score_samples: int = 16
+) -> tuple[float, float, float]:
     """One-step std per coordinate, mean |mean - centre| per coordinate, and seconds, of an actor trained on a fixed
-    target ``exp(-|a - centre|^2 / (2 width^2))``."""
-    centre = CENTRE[:dim]
+    target ``exp(-|a - centre|^2 / (2 width^2))`` (``centre``: (d,), inside the box)."""
+    dim = len(centre)
 
     def q_function(proposals: th.Tensor, rows: th.Tensor) -> th.Tensor:
         return -((proposals - centre) ** 2).sum(-1) / (2 * width**2)
@@ -61,7 +63,7 @@ def trained_breadth(dim: int, width: float, fraction: float, iterations: int, se
     th.manual_seed(seed)
     actor = make_stateless_actor(dim, [256, 256])
     start = time.perf_counter()
-    config = default_flow_config(alpha=1.0, policy_proposal_fraction=fraction)
+    config = default_flow_config(alpha=1.0, policy_proposal_fraction=fraction, n_score_samples=n_score_samples)
     train_on_fixed_target(actor, q_function, LinearPath(), config, iterations)
     seconds = time.perf_counter() - start
     actions = sample_stateless(actor, 4000, 1, th.Generator().manual_seed(seed + 1))
@@ -94,7 +96,7 @@ def main() -> None:
     for dim, width in ((3, 0.1), (6, 0.05)):
         for seed in args.seeds:
             for fraction in (0.0, 0.25, 0.5):
-                std, mean_error, seconds = trained_breadth(dim, width, fraction, args.iterations, seed)
+                std, mean_error, seconds = trained_breadth(CENTRE[:dim], width, fraction, args.iterations, seed)
                 print(f"| {dim} | {width} | {seed} | {fraction} | {std:.3f} | {mean_error:.3f} | {seconds:.0f} |")
 
 
