@@ -17,7 +17,14 @@ import argparse
 import torch as th
 from policy_proposals import trained_breadth
 
-SETTINGS = (("K = 16", 0.0, 16), ("K = 64", 0.0, 64), ("K = 16, 8 around the policy", 0.5, 16))
+from fixed_target import SOM_DEFAULTS
+
+K = SOM_DEFAULTS["n_score_samples"]
+SETTINGS: tuple[tuple[str, dict[str, float]], ...] = (
+    (f"K = {K}", {}),
+    ("K = 64", {"n_score_samples": 64}),
+    (f"K = {K}, {K // 2} around the policy", {"policy_proposal_fraction": 0.5}),
+)
 
 
 def main() -> None:
@@ -32,16 +39,14 @@ def main() -> None:
     print(f"# One-step spread on a fixed Gaussian target by dimension, {args.iterations} updates, alpha 1\n")
     print("Cells: the one-step policy's standard deviation per coordinate / the target's (its width), per seed;")
     print("in brackets the mean's error per coordinate.\n")
-    print("| d | width | " + " | ".join(name for name, _, _ in SETTINGS) + " |")
+    print("| d | width | " + " | ".join(name for name, _ in SETTINGS) + " |")
     print("|---|---|" + "---|" * len(SETTINGS))
     for width in args.widths:
         for dim in args.dims:
             centre = th.tensor([0.3 if i % 2 == 0 else -0.3 for i in range(dim)])
             cells = []
-            for _, fraction, n_score_samples in SETTINGS:
-                runs = [
-                    trained_breadth(centre, width, fraction, args.iterations, seed, n_score_samples) for seed in args.seeds
-                ]
+            for _, overrides in SETTINGS:
+                runs = [trained_breadth(centre, width, args.iterations, seed, **overrides) for seed in args.seeds]
                 cells.append(", ".join(f"{std / width:.2f} ({mean_error:.3f})" for std, mean_error, _ in runs))
             print(f"| {dim} | {width} | " + " | ".join(cells) + " |", flush=True)
 

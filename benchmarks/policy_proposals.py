@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import torch as th
 
@@ -51,10 +52,11 @@ def velocity_errors(width: float, t0: float, policy: str, n_policy: int, n_sampl
 
 
 def trained_breadth(
-    centre: th.Tensor, width: float, fraction: float, iterations: int, seed: int, n_score_samples: int = 16
+    centre: th.Tensor, width: float, iterations: int, seed: int, **overrides: Any
 ) -> tuple[float, float, float]:
     """One-step std per coordinate, mean |mean - centre| per coordinate, and seconds, of an actor trained on a fixed
-    target ``exp(-|a - centre|^2 / (2 width^2))`` (``centre``: (d,), inside the box)."""
+    target ``exp(-|a - centre|^2 / (2 width^2))`` (``centre``: (d,), inside the box), with SOM's defaults and alpha 1
+    but ``overrides`` (``FlowTargetConfig`` fields)."""
     dim = len(centre)
 
     def q_function(proposals: th.Tensor, rows: th.Tensor) -> th.Tensor:
@@ -63,7 +65,7 @@ def trained_breadth(
     th.manual_seed(seed)
     actor = make_stateless_actor(dim, [256, 256])
     start = time.perf_counter()
-    config = default_flow_config(alpha=1.0, policy_proposal_fraction=fraction, n_score_samples=n_score_samples)
+    config = default_flow_config(alpha=1.0, **overrides)
     train_on_fixed_target(actor, q_function, LinearPath(), config, iterations)
     seconds = time.perf_counter() - start
     actions = sample_stateless(actor, 4000, 1, th.Generator().manual_seed(seed + 1))
@@ -96,7 +98,9 @@ def main() -> None:
     for dim, width in ((3, 0.1), (6, 0.05)):
         for seed in args.seeds:
             for fraction in (0.0, 0.25, 0.5):
-                std, mean_error, seconds = trained_breadth(CENTRE[:dim], width, fraction, args.iterations, seed)
+                std, mean_error, seconds = trained_breadth(
+                    CENTRE[:dim], width, args.iterations, seed, policy_proposal_fraction=fraction
+                )
                 print(f"| {dim} | {width} | {seed} | {fraction} | {std:.3f} | {mean_error:.3f} | {seconds:.0f} |")
 
 
