@@ -1,12 +1,12 @@
-"""The stochastic action distribution of a trained SOM policy against a trained SAC policy, at the same states.
+"""The stochastic action distribution of a trained SOM policy, against a trained SAC policy's at the same states.
 
 Collects ``--states`` states from one episode of the SOM model's deterministic policy (reset with the final
 evaluation's first seed, ``learn.FINAL_EVAL_SEED``), evenly spaced over the episode; at each, draws ``--samples``
-stochastic actions from each model (scaled to the box ``[-1, 1]^d``) and counts, per state and action dimension,
-the modes of a Gaussian kernel density estimate (bandwidth ``BANDWIDTH``; a mode is a peak on a grid of the box,
-faces included, whose prominence is at least ``MODE_PROMINENCE`` of the highest density, so that the estimate's
-own noise on a flat density does not count). Writes a table (``--md``) and a figure of
-four of the states' per-dimension histograms (``--png``).
+stochastic actions from each model (the SAC model is optional: without it, SOM's alone), scaled to the box
+``[-1, 1]^d``, and counts, per state and action dimension, the modes of a Gaussian kernel density estimate
+(bandwidth ``BANDWIDTH``; a mode is a peak on a grid of the box, faces included, whose prominence is at least
+``MODE_PROMINENCE`` of the highest density, so that the estimate's own noise on a flat density does not count).
+Writes a table (``--md``) and a figure of four of the states' per-dimension histograms (``--png``).
 
     python benchmarks/action_distribution.py runs/ckpt/som_HalfCheetah-v5_0/step_100000/model.zip \
         runs/ckpt/sac_HalfCheetah-v5_0/step_100000/model.zip --env HalfCheetah-v5 \
@@ -98,7 +98,8 @@ def plot(actions: dict[str, np.ndarray], states: int, env_id: str, path: str) ->
                 axis.set_title(f"action {j}")
         axes[row, 0].set_ylabel(f"state {state}")
     axes[0, -1].legend(fontsize=7)
-    figure.suptitle(f"{env_id}: stochastic actions at the same states (SOM against SAC)")
+    title = "SOM against SAC" if len(actions) > 1 else "SOM"
+    figure.suptitle(f"{env_id}: stochastic actions at the same states ({title})")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 
@@ -106,7 +107,7 @@ def plot(actions: dict[str, np.ndarray], states: int, env_id: str, path: str) ->
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("som", help="a saved SOM model (.zip)")
-    parser.add_argument("sac", help="a saved SAC model (.zip) for the same task")
+    parser.add_argument("sac", nargs="?", help="a saved SAC model (.zip) for the same task (optional)")
     parser.add_argument("--env", required=True)
     parser.add_argument("--states", type=int, default=20)
     parser.add_argument("--samples", type=int, default=4000)
@@ -114,19 +115,22 @@ def main() -> None:
     parser.add_argument("--md", required=True)
     parser.add_argument("--png", required=True)
     args = parser.parse_args()
-    som, sac = SOM.load(args.som, device="cpu"), SAC.load(args.sac, device="cpu")
-    som.set_random_seed(args.seed)
-    sac.set_random_seed(args.seed)
-    observations = visited_states(som, args.env, args.states)
-    actions = {name: sampled_actions(model, observations, args.samples) for name, model in (("SOM", som), ("SAC", sac))}
+    models: dict[str, BaseAlgorithm] = {"SOM": SOM.load(args.som, device="cpu")}
+    if args.sac is not None:
+        models["SAC"] = SAC.load(args.sac, device="cpu")
+    for model in models.values():
+        model.set_random_seed(args.seed)
+    observations = visited_states(models["SOM"], args.env, args.states)
+    actions = {name: sampled_actions(model, observations, args.samples) for name, model in models.items()}
 
     lines = [
-        f"# Stochastic actions of trained SOM and SAC policies: {args.env}",
+        f"# Stochastic actions of trained {' and '.join(models)} policies: {args.env}",
         "",
-        f"SOM: `{args.som}`; SAC: `{args.sac}`. {args.states} states evenly spaced over one deterministic episode of "
-        f"SOM's policy (reset seed {FINAL_EVAL_SEED}), {args.samples} stochastic actions per state and model, in the "
-        f"box [-1, 1]^d. Modes: peaks of a Gaussian KDE (bandwidth {BANDWIDTH}) per state and dimension whose "
-        f"prominence is at least {MODE_PROMINENCE:.0%} of the highest density; on a face: |a| > {FACE_THRESHOLD}.",
+        f"SOM: `{args.som}`; SAC: `{args.sac or 'not given'}`. {args.states} states evenly spaced over one "
+        f"deterministic episode of SOM's policy (reset seed {FINAL_EVAL_SEED}), {args.samples} stochastic actions per "
+        f"state and model, in the box [-1, 1]^d. Modes: peaks of a Gaussian KDE (bandwidth {BANDWIDTH}) per state and "
+        f"dimension whose prominence is at least {MODE_PROMINENCE:.0%} of the highest density; on a face: "
+        f"|a| > {FACE_THRESHOLD}.",
         "",
         "| model | (state, dimension) pairs with 2+ modes | mean modes | mean std | share on a face |",
         "|---|---|---|---|---|",

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from action_distribution import count_modes, summary
+from q_against_returns import discounted_returns
 
 
 @pytest.mark.parametrize(
@@ -31,3 +32,10 @@ def test_summary_of_bimodal_and_face_samples() -> None:
     assert row["mean modes"] == pytest.approx(1.5)
     assert row["share on a face"] == pytest.approx(0.5)
     assert row["mean std"] == pytest.approx(bimodal.std() / 2, rel=1e-6)
+
+
+def test_discounted_returns_match_the_closed_form() -> None:
+    # G_t = sum_k gamma^k r_{t+k}: with r = (1, 2, 4) and gamma 0.5, G = (1 + 1 + 1, 2 + 2, 4)
+    np.testing.assert_allclose(discounted_returns(np.array([1.0, 2.0, 4.0]), 0.5), [3.0, 4.0, 4.0])
+    # a constant reward over a long episode tends to r / (1 - gamma)
+    assert discounted_returns(np.ones(2000), 0.99)[0] == pytest.approx(100.0, rel=1e-6)

@@ -1,0 +1,131 @@
+"""The critic's values against the real discounted returns of the policy it values, for saved SOM and SAC models.
+
+For each saved model, runs ``--episodes`` episodes of its stochastic policy (the policy whose value the TD targets
+estimate; reset seeds ``learn.FINAL_EVAL_SEED + i``) and, at every visited state, compares the critic's value of
+the action taken, ``Q(s_t, a_t)`` (the minimum over the Q networks, as the TD target takes it, and the first
+network), with the discounted return that followed, ``G_t = sum_k gamma^k r_{t+k}`` (the model's own gamma). A
+state whose episode was truncated counts only if at least ``--horizon`` steps followed it, so that the missing
+tail weighs at most ``gamma^horizon``. Writes one table row per model: episode length and return, mean ``G_t``,
+mean ``Q``, their ratio, and the correlation of ``Q`` with ``G_t`` over the states.
+
+    python benchmarks/q_against_returns.py --env Humanoid-v5 \
+        --som runs/ckpt/som_Humanoid-v5_0/step_*/model.zip --sac runs/ckpt/sac_Humanoid-v5_0/step_*/model.zip \
+        --md benchmarks/results/q_against_returns_humanoid.md
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from stable_baselines3 import SAC
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+from learn import FINAL_EVAL_SEED
+from sb3_som import SOM
+
+
+def episode(model: BaseAlgorithm, env: gym.Env, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """One episode of the model's stochastic policy: observations (T, o), actions in the box (T, d), rewards (T,)
+    and whether it ended by termination (not truncation)."""
+    observation, _ = env.reset(seed=seed)
+    observations, actions, rewards = [], [], []
+    while True:
+        action, _ = model.predict(observation, deterministic=False)
+        observations.append(observation)
+        actions.append(model.policy.scale_action(action))
+        observation, reward, terminated, truncated, _ = env.step(action)
+        rewards.append(float(reward))
+        if terminated or truncated:
+            return np.stack(observations), np.stack(actions), np.array(rewards), bool(terminated)
+
+
+def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
+    """``G_t = r_t + gamma G_{t+1}`` for each step of one episode: (T,)."""
+    returns = np.empty_like(rewards)
+    running = 0.0
+    for step in range(len(rewards) - 1, -1, -1):
+        running = rewards[step] + gamma * running
+        returns[step] = running
+    return returns
+
+
+def critic_values(model: BaseAlgorithm, observations: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """Each Q network's value of the (state, box action) pairs: (networks, T)."""
+    observation_tensor, _ = model.policy.obs_to_tensor(observations)
+    action_tensor = th.as_tensor(actions, dtype=th.float32, device=model.device)
+    with th.no_grad():
+        values = model.policy.critic(observation_tensor, action_tensor)
+    return th.cat(values, dim=1).T.cpu().numpy()
+
+
+def measure(model: BaseAlgorithm, env_id: str, episodes: int, horizon: int) -> dict[str, float]:
+    """The row of one model (see the module's docstring)."""
+    env = gym.make(env_id)
+    lengths, totals, returns, q_min, q_first = [], [], [], [], []
+    for index in range(episodes):
+        observations, actions, rewards, terminated = episode(model, env, FINAL_EVAL_SEED + index)
+        lengths.append(len(rewards))
+        totals.append(rewards.sum())
+        kept = len(rewards) if terminated else max(0, len(rewards) - horizon)
+        if kept == 0:
+            continue
+        values = critic_values(model, observations[:kept], actions[:kept])
+        returns.append(discounted_returns(rewards, model.gamma)[:kept])
+        q_min.append(values.min(axis=0))
+        q_first.append(values[0])
+    all_returns, all_q_min = np.concatenate(returns), np.concatenate(q_min)
+    return {
+        "length": float(np.mean(lengths)),
+        "return": float(np.mean(totals)),
+        "states": float(len(all_returns)),
+        "discounted return": float(all_returns.mean()),
+        "Q (min)": float(all_q_min.mean()),
+        "Q (first)": float(np.concatenate(q_first).mean()),
+        "Q / G": float(all_q_min.mean() / all_returns.mean()),
+        "correlation": float(np.corrcoef(all_q_min, all_returns)[0, 1]),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--env", required=True)
+    parser.add_argument("--som", nargs="*", default=[], help="saved SOM models (.zip)")
+    parser.add_argument("--sac", nargs="*", default=[], help="saved SAC models (.zip)")
+    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--horizon", type=int, default=300, help="steps a truncated episode's state needs after it")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--md", required=True)
+    args = parser.parse_args()
+    th.set_num_threads(1)
+
+    lines = [
+        f"# The critic against the real discounted returns: {args.env}",
+        "",
+        f"{args.episodes} episodes of each model's stochastic policy (reset seeds {FINAL_EVAL_SEED} on), every state of "
+        f"a terminated episode and those of a truncated one with at least {args.horizon} steps after them. G: the "
+        "discounted return that followed (the model's gamma); Q: the critic's value of the action taken (the minimum "
+        "over the Q networks; first: the first network); correlation: of Q (min) with G over the states.",
+        "",
+        "| model | episode length | return | states | G | Q (min) | Q (first) | Q / G | correlation |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for algorithm, paths in ((SOM, args.som), (SAC, args.sac)):
+        for path in paths:
+            model = algorithm.load(path, device="cpu")
+            model.set_random_seed(args.seed)
+            row = measure(model, args.env, args.episodes, args.horizon)
+            lines.append(
+                f"| {algorithm.__name__} `{path}` | {row['length']:.0f} | {row['return']:.0f} | {row['states']:.0f} | "
+                f"{row['discounted return']:.1f} | {row['Q (min)']:.1f} | {row['Q (first)']:.1f} | {row['Q / G']:.2f} | "
+                f"{row['correlation']:.2f} |"
+            )
+            print(lines[-1], flush=True)
+    with open(args.md, "w") as file:
+        file.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
