@@ -3,10 +3,12 @@
 For each saved model, runs ``--episodes`` episodes of its stochastic policy (the policy whose value the TD targets
 estimate; reset seeds ``learn.FINAL_EVAL_SEED + i``) and, at every visited state, compares the critic's value of
 the action taken, ``Q(s_t, a_t)`` (the minimum over the Q networks, as the TD target takes it, and the first
-network), with the discounted return that followed, ``G_t = sum_k gamma^k r_{t+k}`` (the model's own gamma). A
-state whose episode was truncated counts only if at least ``--horizon`` steps followed it, so that the missing
-tail weighs at most ``gamma^horizon``. Writes one table row per model: episode length and return, mean ``G_t``,
-mean ``Q``, their ratio, and the correlation of ``Q`` with ``G_t`` over the states.
+network), with the discounted return that followed, ``G_t = sum_k gamma^k r_{t+k}`` (the model's own gamma). SAC's
+critic targets the soft return, whose later steps also earn its entropy bonus, ``G_t - sum_{k >= 1} gamma^k
+ent_coef log pi(a_{t+k} | s_{t+k})``; its Q is compared with that (SOM's TD target has no entropy term). A state
+whose episode was truncated counts only if at least ``--horizon`` steps followed it, so that the missing tail weighs
+at most ``gamma^horizon``. Writes one table row per model: episode length and return, mean ``G_t``, the mean
+return the critic targets, mean ``Q``, the ratio of the two, and the correlation of ``Q`` with it over the states.
 
     python benchmarks/q_against_returns.py --env Humanoid-v5 \
         --som runs/ckpt/som_Humanoid-v5_0/step_*/model.zip --sac runs/ckpt/sac_Humanoid-v5_0/step_*/model.zip \
@@ -16,6 +18,7 @@ mean ``Q``, their ratio, and the correlation of ``Q`` with ``G_t`` over the stat
 from __future__ import annotations
 
 import argparse
+from typing import NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -27,19 +30,42 @@ from learn import FINAL_EVAL_SEED
 from sb3_som import SOM
 
 
-def episode(model: BaseAlgorithm, env: gym.Env, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    """One episode of the model's stochastic policy: observations (T, o), actions in the box (T, d), rewards (T,)
-    and whether it ended by termination (not truncation)."""
-    observation, _ = env.reset(seed=seed)
-    observations, actions, rewards = [], [], []
-    while True:
+class Episode(NamedTuple):
+    """One episode of a model's stochastic policy."""
+
+    observations: np.ndarray  # (T, o)
+    actions: np.ndarray  # (T, d), in the box
+    rewards: np.ndarray  # (T,)
+    entropy_bonus: np.ndarray  # (T,) -ent_coef log pi(a_t | s_t) for SAC, zeros for SOM
+    terminated: bool  # ended by termination, not truncation
+
+
+def box_action_and_bonus(model: BaseAlgorithm, observation: np.ndarray) -> tuple[np.ndarray, float]:
+    """A stochastic action in the box (d,) and the entropy bonus SAC's TD target adds for it (0 for SOM)."""
+    if not isinstance(model, SAC):
         action, _ = model.predict(observation, deterministic=False)
+        return model.policy.scale_action(action), 0.0
+    observation_tensor, _ = model.policy.obs_to_tensor(observation)
+    with th.no_grad():
+        action, log_prob = model.actor.action_log_prob(observation_tensor)
+        ent_coef = model.log_ent_coef.exp() if model.log_ent_coef is not None else model.ent_coef_tensor
+    return action[0].cpu().numpy(), -float(ent_coef * log_prob)
+
+
+def episode(model: BaseAlgorithm, env: gym.Env, seed: int) -> Episode:
+    """One episode of the model's stochastic policy, reset with ``seed``."""
+    observation, _ = env.reset(seed=seed)
+    observations, actions, rewards, bonuses = [], [], [], []
+    while True:
+        box_action, bonus = box_action_and_bonus(model, observation)
         observations.append(observation)
-        actions.append(model.policy.scale_action(action))
-        observation, reward, terminated, truncated, _ = env.step(action)
+        actions.append(box_action)
+        bonuses.append(bonus)
+        observation, reward, terminated, truncated, _ = env.step(model.policy.unscale_action(box_action))
         rewards.append(float(reward))
         if terminated or truncated:
-            return np.stack(observations), np.stack(actions), np.array(rewards), bool(terminated)
+            arrays = (np.stack(observations), np.stack(actions), np.array(rewards), np.array(bonuses))
+            return Episode(*arrays, bool(terminated))
 
 
 def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
@@ -64,28 +90,32 @@ def critic_values(model: BaseAlgorithm, observations: np.ndarray, actions: np.nd
 def measure(model: BaseAlgorithm, env_id: str, episodes: int, horizon: int) -> dict[str, float]:
     """The row of one model (see the module's docstring)."""
     env = gym.make(env_id)
-    lengths, totals, returns, q_min, q_first = [], [], [], [], []
+    lengths, totals, returns, targeted, q_min, q_first = [], [], [], [], [], []
     for index in range(episodes):
-        observations, actions, rewards, terminated = episode(model, env, FINAL_EVAL_SEED + index)
-        lengths.append(len(rewards))
-        totals.append(rewards.sum())
-        kept = len(rewards) if terminated else max(0, len(rewards) - horizon)
+        run = episode(model, env, FINAL_EVAL_SEED + index)
+        lengths.append(len(run.rewards))
+        totals.append(run.rewards.sum())
+        kept = len(run.rewards) if run.terminated else max(0, len(run.rewards) - horizon)
         if kept == 0:
             continue
-        values = critic_values(model, observations[:kept], actions[:kept])
-        returns.append(discounted_returns(rewards, model.gamma)[:kept])
+        values = critic_values(model, run.observations[:kept], run.actions[:kept])
+        returns.append(discounted_returns(run.rewards, model.gamma)[:kept])
+        # the bonus counts from the next step on: the critic's Q(s_t, a_t) is given a_t
+        soft = discounted_returns(run.rewards + run.entropy_bonus, model.gamma) - run.entropy_bonus
+        targeted.append(soft[:kept])
         q_min.append(values.min(axis=0))
         q_first.append(values[0])
-    all_returns, all_q_min = np.concatenate(returns), np.concatenate(q_min)
+    all_targeted, all_q_min = np.concatenate(targeted), np.concatenate(q_min)
     return {
         "length": float(np.mean(lengths)),
         "return": float(np.mean(totals)),
-        "states": float(len(all_returns)),
-        "discounted return": float(all_returns.mean()),
+        "states": float(len(all_targeted)),
+        "G": float(np.concatenate(returns).mean()),
+        "targeted": float(all_targeted.mean()),
         "Q (min)": float(all_q_min.mean()),
         "Q (first)": float(np.concatenate(q_first).mean()),
-        "Q / G": float(all_q_min.mean() / all_returns.mean()),
-        "correlation": float(np.corrcoef(all_q_min, all_returns)[0, 1]),
+        "ratio": float(all_q_min.mean() / all_targeted.mean()),
+        "correlation": float(np.corrcoef(all_q_min, all_targeted)[0, 1]),
     }
 
 
@@ -106,11 +136,13 @@ def main() -> None:
         "",
         f"{args.episodes} episodes of each model's stochastic policy (reset seeds {FINAL_EVAL_SEED} on), every state of "
         f"a terminated episode and those of a truncated one with at least {args.horizon} steps after them. G: the "
-        "discounted return that followed (the model's gamma); Q: the critic's value of the action taken (the minimum "
-        "over the Q networks; first: the first network); correlation: of Q (min) with G over the states.",
+        "discounted return that followed (the model's gamma); targeted: what the critic's TD target estimates (SOM: "
+        "G; SAC: G with its entropy bonus from the next step on); Q: the critic's value of the action taken (the "
+        "minimum over the Q networks; first: the first network); ratio: Q (min) / targeted; correlation: of Q (min) "
+        "with targeted over the states.",
         "",
-        "| model | episode length | return | states | G | Q (min) | Q (first) | Q / G | correlation |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | episode length | return | states | G | targeted | Q (min) | Q (first) | ratio | correlation |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for algorithm, paths in ((SOM, args.som), (SAC, args.sac)):
         for path in paths:
@@ -119,8 +151,8 @@ def main() -> None:
             row = measure(model, args.env, args.episodes, args.horizon)
             lines.append(
                 f"| {algorithm.__name__} `{path}` | {row['length']:.0f} | {row['return']:.0f} | {row['states']:.0f} | "
-                f"{row['discounted return']:.1f} | {row['Q (min)']:.1f} | {row['Q (first)']:.1f} | {row['Q / G']:.2f} | "
-                f"{row['correlation']:.2f} |"
+                f"{row['G']:.1f} | {row['targeted']:.1f} | {row['Q (min)']:.1f} | {row['Q (first)']:.1f} | "
+                f"{row['ratio']:.2f} | {row['correlation']:.2f} |"
             )
             print(lines[-1], flush=True)
     with open(args.md, "w") as file:
