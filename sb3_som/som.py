@@ -217,12 +217,13 @@ class SOM(OffPolicyAlgorithm):
         ``distillation_steps``-step sample without gradient; 0 turns it off
     :param distillation_coef: weight of the self-distillation loss
     :param loss_weight_power: power ``p`` of MeanFlow's adaptive loss weight ``1 / (||delta||^2 + c)^p``
-    :param n_action_candidates: Best-of-N at inference: N actions per state, the critic's argmax is
+    :param n_action_candidates: Best-of-N whenever the policy acts (``predict``, and so also the actions ``learn``
+        collects after ``learning_starts``): N actions per state, the critic's argmax is
         kept (1 = off: ``predict`` is one actor call and no critic call), at most 1024 (each ``predict``
         evaluates the actor and the critic on N rows per state); the policy's setting, changeable at any time
         (``model.n_action_candidates = 4``, ``SOM.load(path, n_action_candidates=4)``); None takes the policy's
         (1, or ``policy_kwargs["n_action_candidates"]``; giving both with different values raises ``ValueError``)
-    :param sampling_steps: MeanFlow steps per action at inference (1 = one network call); the actor's setting,
+    :param sampling_steps: MeanFlow steps per action whenever the policy acts (1 = one network call); the actor's setting,
         changeable and defaulted as ``n_action_candidates``
     :param target_update_interval: update the target network every ``target_update_interval`` gradient steps
     :param compile_step: compute the critic's and the actor's losses (forward and backward) through ``torch.compile``,
