@@ -58,7 +58,7 @@ class MeanFlowActor(BasePolicy):
     :param features_dim: number of features
     :param activation_fn: activation function
     :param time_frequencies: number of sine/cosine frequencies embedding each of t and t - r
-    :param sampling_steps: MeanFlow steps per action at inference (1 = one network call)
+    :param sampling_steps: MeanFlow steps per action when acting (1 = one network call)
     :param normalize_images: whether to divide images by 255
     """
 
@@ -104,7 +104,7 @@ class MeanFlowActor(BasePolicy):
 
     @property
     def sampling_steps(self) -> int:
-        """MeanFlow steps per action at inference (1 = one network call); may be changed at any time."""
+        """MeanFlow steps per action when acting (1 = one network call); may be changed at any time."""
         return self._sampling_steps
 
     @sampling_steps.setter
@@ -178,8 +178,8 @@ class MeanFlowPolicy(BasePolicy):
     :param net_arch: hidden layers, a list for both networks or ``dict(pi=[...], qf=[...])``
     :param activation_fn: activation function
     :param time_frequencies: sine/cosine frequencies embedding each of t and t - r in the actor
-    :param sampling_steps: MeanFlow steps per action at inference (1 = one network call)
-    :param n_action_candidates: Best-of-N at inference: sample N actions per state in one batched
+    :param sampling_steps: MeanFlow steps per action when acting (1 = one network call)
+    :param n_action_candidates: Best-of-N when acting: sample N actions per state in one batched
         actor call and keep the one the critic scores highest (1 = off, no critic call)
     :param features_extractor_class: features extractor to use
     :param features_extractor_kwargs: keyword arguments for the features extractor
@@ -257,7 +257,7 @@ class MeanFlowPolicy(BasePolicy):
 
     @property
     def n_action_candidates(self) -> int:
-        """Best-of-N at inference (1 = off); may be changed at any time."""
+        """Best-of-N when acting (1 = off); may be changed at any time."""
         return self._n_action_candidates
 
     @n_action_candidates.setter
@@ -267,7 +267,7 @@ class MeanFlowPolicy(BasePolicy):
 
     @property
     def sampling_steps(self) -> int:
-        """MeanFlow steps per action at inference, the actor's (``policy.actor.sampling_steps``)."""
+        """MeanFlow steps per action when acting, the actor's (``policy.actor.sampling_steps``)."""
         return self.actor.sampling_steps
 
     @sampling_steps.setter

@@ -405,7 +405,7 @@ class SOM(OffPolicyAlgorithm):
 
     @property
     def n_action_candidates(self) -> int:
-        """Best-of-N at inference, the policy's (``model.policy.n_action_candidates``); may be changed at any time."""
+        """Best-of-N when acting, the policy's (``model.policy.n_action_candidates``); may be changed at any time."""
         return self.policy.n_action_candidates
 
     @n_action_candidates.setter
@@ -414,7 +414,7 @@ class SOM(OffPolicyAlgorithm):
 
     @property
     def sampling_steps(self) -> int:
-        """MeanFlow steps per action at inference, the actor's (``model.actor.sampling_steps``); may be changed at any time."""
+        """MeanFlow steps per action when acting, the actor's (``model.actor.sampling_steps``); may be changed at any time."""
         return self.policy.sampling_steps
 
     @sampling_steps.setter
