@@ -10,8 +10,11 @@ whose episode was truncated counts only if at least ``--horizon`` steps followed
 at most ``gamma^horizon``. Writes one table row per model: episode length and return, mean ``G_t``, the mean
 return the critic targets, mean ``Q``, the ratio of the two, and the correlation of ``Q`` with it over the states.
 
+A ``benchmarks/learn.py`` checkpoint directory holds only its run's latest checkpoint; to follow a run over time,
+copy each ``model.zip`` as it appears.
+
     python benchmarks/q_against_returns.py --env Humanoid-v5 \
-        --som runs/ckpt/som_Humanoid-v5_0/step_*/model.zip --sac runs/ckpt/sac_Humanoid-v5_0/step_*/model.zip \
+        --som runs/ckpt/som_Humanoid-v5_0/step_100000/model.zip --sac runs/ckpt/sac_Humanoid-v5_0/step_100000/model.zip \
         --md benchmarks/results/q_against_returns_humanoid.md
 """
 
