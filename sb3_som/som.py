@@ -53,6 +53,14 @@ from sb3_som.validation import (
 SelfSOM = TypeVar("SelfSOM", bound="SOM")
 
 
+def repeat_rows(observations: PyTorchObs, repeats: int) -> PyTorchObs:
+    """Each row of a batch of observations ``repeats`` times in a row (a tensor, or a dict of tensors): (B, ...) ->
+    (B * repeats, ...)."""
+    if isinstance(observations, dict):
+        return {key: value.repeat_interleave(repeats, dim=0) for key, value in observations.items()}
+    return observations.repeat_interleave(repeats, dim=0)
+
+
 def first_rows(observations: PyTorchObs, n: int) -> PyTorchObs:
     """The first ``n`` rows of a batch of observations (a tensor, or a dict of tensors for Dict spaces)."""
     if isinstance(observations, dict):
@@ -106,12 +114,15 @@ MAX_BETA_SUM = 320.0
 MAX_POLICY_PROPOSAL_FRACTION = 0.75
 # proposals per update (batch_size * n_score_samples), each evaluated by the critic
 MAX_SCORE_PROPOSALS = 2**22
+# next actions per transition whose values the TD target averages (batch_size * n_next_actions rows per critic call)
+MAX_NEXT_ACTIONS = 1024
 # the policy's inference settings: they live on the policy, SOM's arguments and attributes of these names reach them
 INFERENCE_SETTINGS = ("n_action_candidates", "sampling_steps")
 # SOM's settings with the check each value gets whenever it is assigned (numbers become Python numbers)
 SETTING_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "alpha": partial(check_auto_or_positive, maximum=MAX_ALPHA, why=ALPHA_BOUND_REASON),
     "n_score_samples": partial(check_int, minimum=1),
+    "n_next_actions": partial(check_int, minimum=1, maximum=MAX_NEXT_ACTIONS),
     "score_critic": partial(check_choice, choices=SCORE_CRITICS),
     "q_scale_floor": partial(check_choice, choices=Q_SCALE_FLOORS),
     "score_with_target_critic": check_bool,
@@ -160,6 +171,10 @@ class SOM(OffPolicyAlgorithm):
     :param replay_buffer_kwargs: keyword arguments to pass to the replay buffer on creation
     :param optimize_memory_usage: enable a memory efficient variant of the replay buffer
     :param n_steps: n-step returns for the critic (as in SAC)
+    :param n_next_actions: next actions drawn from the actor per transition for the TD target, which averages their
+        values (min over the target critics, as SAC): 1 (one sample, as SAC) to 1024. The target is the same in
+        expectation; more samples take out the spread of Q across the policy's next actions, which a broad policy
+        adds to every TD error (and so to the "td_error" floor of the Q scale). The TD target's cost grows with it
     :param alpha: inverse temperature of the target policy ``exp(alpha * Q / q_scale)``: ``"auto"``, which is
         ``10 * sqrt(d)`` for d action dimensions, or a number in (0, 1e4]; larger is greedier. A Q that adds up over
         the action's dimensions spreads across the box as ``sqrt(d)`` times one dimension's spread, so a fixed number
@@ -269,6 +284,7 @@ class SOM(OffPolicyAlgorithm):
         replay_buffer_kwargs: dict[str, Any] | None = None,
         optimize_memory_usage: bool = False,
         n_steps: int = 1,
+        n_next_actions: int = 1,
         alpha: float | str = "auto",
         n_score_samples: int = 16,
         score_critic: str = "first",
@@ -334,6 +350,7 @@ class SOM(OffPolicyAlgorithm):
             supported_action_spaces=(spaces.Box,),
             support_multi_env=True,
         )
+        self.n_next_actions = n_next_actions
         self.alpha = alpha
         self.n_score_samples = n_score_samples
         self.score_critic = score_critic
@@ -473,17 +490,23 @@ class SOM(OffPolicyAlgorithm):
             static_shapes=self.compile_step,
         )
 
-    def _critic_loss(self, replay_data: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
-        """The twin critics' TD loss (scalar, with graph), the first critic's RMS TD error and its mean Q (detached).
+    @th.no_grad()
+    def _td_target(self, replay_data: ReplayBufferSamples) -> th.Tensor:
+        """The critics' TD target (B, 1): ``r + discount * mean over a' of min_i Q_target_i(s', a')``.
 
-        The TD target draws a' from the one-step actor and takes the min over the target critics, as SAC does.
+        ``n_next_actions`` a' per transition from the actor (M): the min over the target critics at each, as SAC
+        does, averaged over the M.
         """
         discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
-        with th.no_grad():
-            next_actions = self.actor(replay_data.next_observations)
-            next_q_values = th.cat(self.critic_target(replay_data.next_observations, next_actions), dim=1)
-            next_q_values = next_q_values.min(dim=1, keepdim=True).values
-            target_q_values = replay_data.rewards + (1 - replay_data.dones) * discounts * next_q_values
+        next_observations = repeat_rows(replay_data.next_observations, self.n_next_actions)  # (B * M, ...)
+        next_actions = self.actor(next_observations)
+        next_q_values = th.cat(self.critic_target(next_observations, next_actions), dim=1).min(dim=1).values
+        next_q_values = next_q_values.view(-1, self.n_next_actions).mean(dim=1, keepdim=True)  # (B, 1)
+        return replay_data.rewards + (1 - replay_data.dones) * discounts * next_q_values
+
+    def _critic_loss(self, replay_data: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """The twin critics' TD loss (scalar, with graph), the first critic's RMS TD error and its mean Q (detached)."""
+        target_q_values = self._td_target(replay_data)
         current_q_values = self.critic(replay_data.observations, replay_data.actions)
         squared_td_errors = [F.mse_loss(current_q, target_q_values) for current_q in current_q_values]
         critic_loss = 0.5 * th.stack(squared_td_errors).sum()

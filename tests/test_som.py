@@ -64,6 +64,8 @@ def test_public_api_and_sac_like_attributes():
         (dict(alpha=0.0), "alpha"),
         (dict(alpha=float("nan")), "alpha"),
         (dict(n_score_samples=0), "n_score_samples"),
+        (dict(n_next_actions=0), "n_next_actions"),
+        (dict(n_next_actions=1025), "n_next_actions"),
         (dict(score_estimator="tweedie"), "score_estimator"),
         (dict(score_critic="mean"), "score_critic"),
         (dict(q_scale_floor="disagreement"), "q_scale_floor"),
@@ -368,6 +370,23 @@ def test_train_floors_the_q_scale_with_the_chosen_floor(floor, n_critics, in_use
     assert all(used_disagreement) if in_use == "critic_disagreement" else not any(used_disagreement)
     # with one Q network there is nothing to disagree, and the log says so
     assert np.isfinite(model.logger.name_to_value["train/q_disagreement"]) == (n_critics > 1)
+
+
+def test_td_target_averages_n_next_actions_to_the_same_expectation_with_less_spread():
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, device="cpu", seed=0)
+    model.learn(200)
+    replay_data = model.replay_buffer.sample(8)
+    th.manual_seed(0)
+    targets = {}
+    for n_next_actions in (1, 64):
+        model.n_next_actions = n_next_actions
+        targets[n_next_actions] = th.cat([model._td_target(replay_data) for _ in range(400)], dim=1)  # (8, draws)
+    one, many = targets[1], targets[64]
+    # the same expectation: the mean of 400 one-sample targets within 4 of its standard errors of the averaged one
+    assert th.all((one.mean(dim=1) - many.mean(dim=1)).abs() <= 4 * one.std(dim=1) / 20 + 1e-4)
+    # the spread over a' falls as 1 / sqrt(64): about 1/8 of the one-sample target's, per transition
+    spread_ratio = many.std(dim=1) / one.std(dim=1)
+    assert th.all((spread_ratio > 0.09) & (spread_ratio < 0.17)), spread_ratio
 
 
 class ConstantRewardCycle(gym.Env):
