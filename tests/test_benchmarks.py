@@ -1,9 +1,16 @@
 """The benchmark scripts' own measurements, on samples whose answer is known."""
 
+import argparse
+import json
+
 import numpy as np
 import pytest
+import torch as th
 from action_distribution import count_modes, summary
+from late_evaluations import LateEvaluations
 from q_against_returns import discounted_returns
+
+from sb3_som import SOM
 
 
 @pytest.mark.parametrize(
@@ -39,3 +46,21 @@ def test_discounted_returns_match_the_closed_form() -> None:
     np.testing.assert_allclose(discounted_returns(np.array([1.0, 2.0, 4.0]), 0.5), [3.0, 4.0, 4.0])
     # a constant reward over a long episode tends to r / (1 - gamma)
     assert discounted_returns(np.ones(2000), 0.99)[0] == pytest.approx(100.0, rel=1e-6)
+
+
+def test_late_evaluations_average_the_weights_and_leave_training_as_it_is(tmp_path) -> None:
+    settings = dict(learning_starts=50, batch_size=32, n_score_samples=8, policy_kwargs=dict(net_arch=[16, 16]), seed=0)
+    out = tmp_path / "late.jsonl"
+    args = argparse.Namespace(algo="som", env="Pendulum-v1", seed=0, hyperparams={}, episodes=1, start=100, every=50,
+                              taus=[1.0, 0.0], out=str(out))  # fmt: skip
+    probed = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **settings)
+    probed.learn(200, callback=LateEvaluations(args))
+    plain = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **settings)
+    plain.learn(200)
+    for probed_weight, plain_weight in zip(probed.policy.parameters(), plain.policy.parameters(), strict=True):
+        assert th.equal(probed_weight, plain_weight)  # the evaluations change nothing in the run
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["timesteps"] for row in rows] == [100, 150, 200]
+    for row in rows:  # tau 1 follows the live weights exactly; tau 0 keeps the initial ones, another policy
+        assert row["average_tau_1"] == row["live"]
+        assert row["average_tau_0"] != row["live"]
