@@ -55,7 +55,9 @@ SelfSOM = TypeVar("SelfSOM", bound="SOM")
 
 def repeat_rows(observations: PyTorchObs, repeats: int) -> PyTorchObs:
     """Each row of a batch of observations ``repeats`` times in a row (a tensor, or a dict of tensors): (B, ...) ->
-    (B * repeats, ...)."""
+    (B * repeats, ...); with ``repeats == 1`` the batch itself, not a copy."""
+    if repeats == 1:
+        return observations
     if isinstance(observations, dict):
         return {key: value.repeat_interleave(repeats, dim=0) for key, value in observations.items()}
     return observations.repeat_interleave(repeats, dim=0)
