@@ -9,6 +9,8 @@ import torch as th
 from action_distribution import count_modes, summary
 from late_evaluations import LateEvaluations
 from q_against_returns import discounted_returns
+from steep_states import GRID
+from steep_states import summary as weighted_summary
 
 from sb3_som import SOM
 
@@ -46,6 +48,16 @@ def test_discounted_returns_match_the_closed_form() -> None:
     np.testing.assert_allclose(discounted_returns(np.array([1.0, 2.0, 4.0]), 0.5), [3.0, 4.0, 4.0])
     # a constant reward over a long episode tends to r / (1 - gamma)
     assert discounted_returns(np.ones(2000), 0.99)[0] == pytest.approx(100.0, rel=1e-6)
+
+
+def test_weighted_summary_of_two_actions() -> None:
+    # actions -1 and 1 weighed 1/4 and 3/4 under Q(a) = a on the grid (argmax 1, max 1): mean 0.5, so the distance
+    # from the argmax is 0.5, the spread sqrt(1/4 * 1.5^2 + 3/4 * 0.5^2) = sqrt(3/4) and max Q - E[Q] = 1 - 0.5
+    distance, spread, gap = weighted_summary(
+        th.tensor([[-1.0, 1.0]]), th.tensor([[0.25, 0.75]]), th.tensor([[-1.0, 1.0]]), GRID.unsqueeze(0)
+    )
+    assert (distance, gap) == pytest.approx((0.5, 0.5))
+    assert spread == pytest.approx(0.75**0.5)
 
 
 def test_late_evaluations_average_the_weights_and_leave_training_as_it_is(tmp_path) -> None:
