@@ -12,7 +12,8 @@
 3. With ``--actor-updates N``, for each SOM model: N more actor updates on the frozen critic (the run's own loss,
    batch size and optimizer; ``--fresh-actor``: from newly initialised actor weights and optimizer), with the
    one-step policy's gap on the steep and the other states every 1,000 updates (the mean of four readings 250
-   updates apart).
+   updates apart); ``--set KEY=VALUE`` changes SOM settings for these updates (``distillation_steps=0``) and
+   ``--actor-lr`` the actor optimizer's learning rate.
 
     python benchmarks/steep_states.py som/step_20000 sac/step_20000 > benchmarks/results/steep_states_pendulum.md
 
@@ -29,7 +30,7 @@ import torch as th
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from greedy_actions import GRID, grid_q
-from learn import FINAL_EVAL_SEED, load_checkpoint
+from learn import FINAL_EVAL_SEED, load_checkpoint, parse_override
 from sb3_som import SOM
 from sb3_som.critic_values import action_profile, floored_q_scale
 
@@ -129,13 +130,17 @@ def actor_against_target(model: SOM, n_states: int) -> tuple[list[tuple[str, str
     return out, q_scale
 
 
-def train_actor(model: SOM, n_states: int, updates: int, fresh: bool) -> list[tuple[int, float, float]]:
+def train_actor(
+    model: SOM, n_states: int, updates: int, fresh: bool, actor_lr: float | None
+) -> list[tuple[int, float, float]]:
     """(updates, steep states' gap, other states' gap) every 1,000 actor updates on the frozen critic."""
     observations, q, steep = buffer_states(model, n_states)
     if fresh:
         model.actor.load_state_dict(model.policy.make_actor().state_dict())
         optimizer = model.actor.optimizer
         model.actor.optimizer = type(optimizer)(model.actor.parameters(), **optimizer.defaults)
+    for group in model.actor.optimizer.param_groups:
+        group["lr"] = group["lr"] if actor_lr is None else actor_lr
     model.policy.set_training_mode(True)
     readings, rows = [], []
     for update in range(1, updates + 1):
@@ -162,7 +167,10 @@ def main() -> None:
     parser.add_argument("--states", type=int, default=2000, help="0: the first table only")
     parser.add_argument("--actor-updates", type=int, default=0)
     parser.add_argument("--fresh-actor", action="store_true")
+    parser.add_argument("--actor-lr", type=float, default=None)
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="SOM settings for the actor updates")
     args = parser.parse_args()
+    settings = dict(parse_override(parser, item) for item in args.set)
     th.set_num_threads(1)
     th.manual_seed(0)
     models = {directory: load_checkpoint(directory, "cpu")[0] for directory in args.checkpoints}
@@ -185,9 +193,15 @@ def main() -> None:
             print(f"| {label} | {name} | {distance:.3f} | {spread:.3f} | {gap:.2f} |", flush=True)
         if args.actor_updates:
             start = "newly initialised actor" if args.fresh_actor else "the run's actor"
-            print(f"\n{args.actor_updates} actor updates on the frozen critic from {start}, one-step policy's "
-                  "max Q - E[Q]:\n\n| updates | steep states | other states |\n|---|---|---|")  # fmt: skip
-            for update, steep_gap, other_gap in train_actor(model, args.states, args.actor_updates, args.fresh_actor):
+            for key, value in settings.items():
+                setattr(model, key, value)
+            changes = ", ".join([f"{key}={value!r}" for key, value in settings.items()] +
+                                ([f"actor learning rate {args.actor_lr:g}"] if args.actor_lr else []))  # fmt: skip
+            print(f"\n{args.actor_updates} actor updates on the frozen critic from {start}"
+                  f"{' with ' + changes if changes else ''}, one-step policy's max Q - E[Q]:\n\n"
+                  "| updates | steep states | other states |\n|---|---|---|")  # fmt: skip
+            rows = train_actor(model, args.states, args.actor_updates, args.fresh_actor, args.actor_lr)
+            for update, steep_gap, other_gap in rows:
                 print(f"| {update} | {steep_gap:.2f} | {other_gap:.2f} |", flush=True)
 
 
