@@ -11,7 +11,8 @@ MuJoCo entries are named ``-v4`` (the ``-v5`` task takes the ``-v4`` entry; task
 its ``default``). An entry's keys that are constructor arguments pass as they are (``policy_kwargs`` evaluated as
 the zoo does); an entry with other zoo keys (``normalize``, ``n_envs``, wrappers) is refused. ``n_timesteps`` is
 replaced by ``--timesteps``; ``--hyperparams KEY=VALUE ...`` replaces or adds constructor arguments (each line of
-``--out`` then records them).
+``--out`` then records them). A ``learning_rate`` written ``lin_X`` (in an entry or in ``--hyperparams``) is, as in
+rl-zoo3, a learning rate falling linearly from X to 0 over the run.
 
 Resumable runs: with ``--checkpoint-every N`` the run saves, every N steps, everything it needs to continue
 exactly (model, replay buffer, RNG states, the training and evaluation environments mid-episode, SB3's
@@ -61,6 +62,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_som import SOM
@@ -101,6 +103,17 @@ def zoo_hyperparams(algo: str, env_id: str) -> dict[str, Any]:
     if "policy_kwargs" in entry:
         entry["policy_kwargs"] = eval(entry["policy_kwargs"])  # the zoo's own convention: a Python expression
     return entry
+
+
+def with_schedules(hyperparams: dict[str, Any]) -> dict[str, Any]:
+    """``hyperparams`` with a ``learning_rate`` written ``lin_X`` turned into rl-zoo3's linear schedule from X to 0."""
+    learning_rate = hyperparams.get("learning_rate")
+    if not isinstance(learning_rate, str):
+        return hyperparams
+    kind, _, initial = learning_rate.partition("_")
+    if kind != "lin":
+        raise ValueError(f"learning_rate {learning_rate!r}: the zoo's schedules are written lin_X")
+    return {**hyperparams, "learning_rate": LinearSchedule(float(initial), 0.0, 1.0)}
 
 
 def mujoco_states(envs: Sequence[gym.Env]) -> list[tuple[Any, np.random.Generator] | None]:
@@ -366,7 +379,7 @@ def run(args: argparse.Namespace) -> OffPolicyAlgorithm | None:
         drop_lines_after(args.out, runner["run"], model.num_timesteps)
         print(f"resuming {args.out} from step {model.num_timesteps} ({saved[max(saved)]})")
     else:
-        hyperparams = {**zoo_hyperparams(args.algo, args.env), **args.hyperparams}
+        hyperparams = with_schedules({**zoo_hyperparams(args.algo, args.env), **args.hyperparams})
         model = ALGOS[args.algo](env=args.env, seed=args.seed, device=args.device, **hyperparams)
         eval_env = Monitor(gym.make(args.env))
         eval_env.reset(seed=10_000 + args.seed)

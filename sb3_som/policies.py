@@ -23,10 +23,12 @@ from torch import nn
 from sb3_som.critic_values import q_at_states
 from sb3_som.meanflow import AverageVelocity, sample_actions
 from sb3_som.paths import time_features
-from sb3_som.validation import check_action_box, check_int
+from sb3_som.validation import check_action_box, check_choice, check_int
 
 # Best-of-N evaluates the actor and the critic on batch size x N rows at each predict
 MAX_ACTION_CANDIDATES = 1024
+# which actions Best-of-N picks: every action the policy takes, or only the deterministic ones (evaluation)
+ACTION_CANDIDATES_WHEN = ("always", "deterministic")
 
 
 def check_finite_observation(observation: PyTorchObs) -> None:
@@ -181,6 +183,9 @@ class MeanFlowPolicy(BasePolicy):
     :param sampling_steps: MeanFlow steps per action when acting (1 = one network call)
     :param n_action_candidates: Best-of-N when acting: sample N actions per state in one batched
         actor call and keep the one the critic scores highest (1 = off, no critic call)
+    :param action_candidates_when: which actions Best-of-N picks: "always" (every action, the ones training
+        collects included) or "deterministic" (only ``predict(deterministic=True)``, e.g. evaluation; stochastic
+        actions are the policy's own samples, one actor call)
     :param features_extractor_class: features extractor to use
     :param features_extractor_kwargs: keyword arguments for the features extractor
     :param normalize_images: whether to divide images by 255
@@ -204,6 +209,7 @@ class MeanFlowPolicy(BasePolicy):
         time_frequencies: int = 5,
         sampling_steps: int = 1,
         n_action_candidates: int = 1,
+        action_candidates_when: str = "always",
         features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
         features_extractor_kwargs: dict[str, Any] | None = None,
         normalize_images: bool = True,
@@ -233,6 +239,7 @@ class MeanFlowPolicy(BasePolicy):
         self.net_arch = net_arch
         self.activation_fn = activation_fn
         self.n_action_candidates = n_action_candidates
+        self.action_candidates_when = action_candidates_when
         self.share_features_extractor = share_features_extractor
         net_args = {
             "observation_space": self.observation_space,
@@ -264,6 +271,15 @@ class MeanFlowPolicy(BasePolicy):
     def n_action_candidates(self, value: int) -> None:
         why = f" (Best-of-N evaluates the actor and the critic on batch size x {value} rows at each predict)"
         self._n_action_candidates = check_int("n_action_candidates", value, 1, MAX_ACTION_CANDIDATES, why)
+
+    @property
+    def action_candidates_when(self) -> str:
+        """Which actions Best-of-N picks, "always" or "deterministic"; may be changed at any time."""
+        return self._action_candidates_when
+
+    @action_candidates_when.setter
+    def action_candidates_when(self, value: str) -> None:
+        self._action_candidates_when = check_choice("action_candidates_when", value, ACTION_CANDIDATES_WHEN)
 
     @property
     def sampling_steps(self) -> int:
@@ -312,6 +328,7 @@ class MeanFlowPolicy(BasePolicy):
                 time_frequencies=self.actor_kwargs["time_frequencies"],
                 sampling_steps=self.sampling_steps,
                 n_action_candidates=self.n_action_candidates,
+                action_candidates_when=self.action_candidates_when,
                 n_critics=self.critic_kwargs["n_critics"],
                 share_features_extractor=self.share_features_extractor,
                 lr_schedule=self._dummy_schedule,
@@ -336,7 +353,7 @@ class MeanFlowPolicy(BasePolicy):
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         check_finite_observation(observation)
-        if self.n_action_candidates == 1:
+        if self.n_action_candidates == 1 or (self.action_candidates_when == "deterministic" and not deterministic):
             return self.actor(observation, deterministic)
         return self._best_of_n(observation, deterministic)
 

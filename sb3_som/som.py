@@ -119,7 +119,7 @@ MAX_SCORE_PROPOSALS = 2**22
 # next actions per transition whose values the TD target averages (batch_size * n_next_actions rows per critic call)
 MAX_NEXT_ACTIONS = 1024
 # the policy's inference settings: they live on the policy, SOM's arguments and attributes of these names reach them
-INFERENCE_SETTINGS = ("n_action_candidates", "sampling_steps")
+INFERENCE_SETTINGS = ("n_action_candidates", "action_candidates_when", "sampling_steps")
 # SOM's settings with the check each value gets whenever it is assigned (numbers become Python numbers)
 SETTING_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "alpha": partial(check_auto_or_positive, maximum=MAX_ALPHA, why=ALPHA_BOUND_REASON),
@@ -240,6 +240,10 @@ class SOM(OffPolicyAlgorithm):
         evaluates the actor and the critic on N rows per state); the policy's setting, changeable at any time
         (``model.n_action_candidates = 4``, ``SOM.load(path, n_action_candidates=4)``); None takes the policy's
         (1, or ``policy_kwargs["n_action_candidates"]``; giving both with different values raises ``ValueError``)
+    :param action_candidates_when: which actions Best-of-N picks: "always" (every action, so also the ones ``learn``
+        collects) or "deterministic" (only ``predict(deterministic=True)``, e.g. evaluation, while exploration
+        samples the policy as it is); the policy's setting, changeable and defaulted as ``n_action_candidates``
+        (None: "always")
     :param sampling_steps: MeanFlow steps per action whenever the policy acts (1 = one network call); the actor's setting,
         changeable and defaulted as ``n_action_candidates``
     :param target_update_interval: update the target network every ``target_update_interval`` gradient steps
@@ -305,6 +309,7 @@ class SOM(OffPolicyAlgorithm):
         distillation_coef: float = 1.0,
         loss_weight_power: float = 0.5,
         n_action_candidates: int | None = None,
+        action_candidates_when: str | None = None,
         sampling_steps: int | None = None,
         target_update_interval: int = 1,
         compile_step: bool = False,
@@ -317,7 +322,8 @@ class SOM(OffPolicyAlgorithm):
         _init_setup_model: bool = True,
     ):
         policy_kwargs = dict(policy_kwargs or {})
-        for name, value in (("n_action_candidates", n_action_candidates), ("sampling_steps", sampling_steps)):
+        given = (n_action_candidates, action_candidates_when, sampling_steps)
+        for name, value in zip(INFERENCE_SETTINGS, given, strict=True):
             if value is None:
                 continue  # the policy's default, or policy_kwargs'
             if name in policy_kwargs and policy_kwargs[name] != value:
@@ -430,6 +436,15 @@ class SOM(OffPolicyAlgorithm):
     @n_action_candidates.setter
     def n_action_candidates(self, value: int) -> None:
         self.policy.n_action_candidates = value
+
+    @property
+    def action_candidates_when(self) -> str:
+        """Which actions Best-of-N picks, the policy's (``policy.action_candidates_when``); may be changed at any time."""
+        return self.policy.action_candidates_when
+
+    @action_candidates_when.setter
+    def action_candidates_when(self, value: str) -> None:
+        self.policy.action_candidates_when = value
 
     @property
     def sampling_steps(self) -> int:
@@ -676,7 +691,7 @@ class SOM(OffPolicyAlgorithm):
         """SB3's ``save``, written to a temporary file in the same directory that then replaces ``path``.
 
         A failure during the save leaves the file already at ``path`` as it was. The policy's inference settings
-        (``n_action_candidates``, ``sampling_steps``) are saved with their current values.
+        (``n_action_candidates``, ``action_candidates_when``, ``sampling_steps``) are saved with their current values.
         """
         self.policy_kwargs.update({name: getattr(self.policy, name) for name in INFERENCE_SETTINGS})
         if isinstance(path, io.BufferedIOBase):
@@ -706,7 +721,8 @@ class SOM(OffPolicyAlgorithm):
     ) -> SelfSOM:
         """SB3's ``load``, with SOM's checks: the file must hold a complete SOM model (another algorithm's file or
         a truncated one raises ``ValueError`` naming it), settings given as ``kwargs`` or ``custom_objects`` are
-        checked as at construction, and ``n_action_candidates`` / ``sampling_steps`` set the loaded policy's.
+        checked as at construction, and ``n_action_candidates``, ``action_candidates_when`` and ``sampling_steps`` set
+        the loaded policy's.
         """
         check_model_file(path, MeanFlowPolicy, custom_objects)
         inference_settings = {name: kwargs.pop(name) for name in INFERENCE_SETTINGS if name in kwargs}

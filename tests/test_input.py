@@ -134,6 +134,7 @@ def test_settings_that_relate_to_each_other_are_checked_before_the_first_update(
         (dict(custom_objects=dict(score_estimator="tweedie")), "score_estimator"),
         (dict(alpha=1e6), "alpha"),
         (dict(n_action_candidates=0), "n_action_candidates"),
+        (dict(action_candidates_when="stochastic"), "action_candidates_when"),
     ],
 )
 def test_load_checks_settings_as_at_construction(saved_model, load_kwargs, name):
@@ -146,9 +147,11 @@ def test_load_sets_the_policy_inference_settings_and_save_keeps_them(saved_model
     assert (model.policy.n_action_candidates, model.actor.sampling_steps, model.alpha) == (4, 3, 2.0)
     observations = np.random.default_rng(0).uniform(-1, 1, (8, 3)).astype(np.float32)
     actions, _ = model.predict(observations, deterministic=True)
+    model.action_candidates_when = "deterministic"
     model.save(tmp_path / "again")
     reloaded = SOM.load(tmp_path / "again")
-    assert (reloaded.n_action_candidates, reloaded.sampling_steps) == (4, 3)
+    assert (reloaded.n_action_candidates, reloaded.action_candidates_when, reloaded.sampling_steps) == (4, "deterministic", 3)
+    assert SOM.load(tmp_path / "again", action_candidates_when="always").policy.action_candidates_when == "always"
     np.testing.assert_array_equal(reloaded.predict(observations, deterministic=True)[0], actions)
 
 
@@ -164,6 +167,26 @@ def test_inference_settings_have_one_source_whichever_way_they_are_given():
     assert same.sampling_steps == 3
     with pytest.raises(ValueError, match=r"sampling_steps is given twice, as 2 and as policy_kwargs\['sampling_steps'\] = 3"):
         SOM("MlpPolicy", "Pendulum-v1", **{**tiny, "policy_kwargs": dict(net_arch=[16], sampling_steps=3)}, sampling_steps=2)
+
+
+def test_best_of_n_for_deterministic_actions_leaves_exploration_to_the_policy():
+    model = SOM("MlpPolicy", "Pendulum-v1", **TINY, seed=0, n_action_candidates=4, action_candidates_when="deterministic")
+    observations = th.as_tensor(np.random.default_rng(0).uniform(-1, 1, (64, 3)).astype(np.float32))
+    with th.no_grad():
+        th.manual_seed(1)
+        explored = model.policy(observations)
+        th.manual_seed(1)
+        sampled = model.actor(observations)  # the policy's own sample, one actor call and no critic call
+        np.testing.assert_array_equal(explored.numpy(), sampled.numpy())
+        best = model.policy(observations, deterministic=True)
+        np.testing.assert_array_equal(best.numpy(), model.policy._best_of_n(observations, deterministic=True).numpy())
+        assert not th.equal(best, model.actor(observations, deterministic=True))  # Best-of-4 picks another action
+    model.action_candidates_when = "always"
+    with th.no_grad():
+        th.manual_seed(1)
+        assert not th.equal(model.policy(observations), sampled)
+    with pytest.raises(ValueError, match=r"action_candidates_when must be one of \('always', 'deterministic'\)"):
+        model.action_candidates_when = "exploring"
 
 
 def test_best_of_n_changed_on_the_policy_predicts_a_batch():

@@ -154,6 +154,18 @@ def test_hyperparams_override_the_zoo_entry_and_are_recorded(
                           "--out", str(out), "--hyperparams", "alpha"])  # fmt: skip
 
 
+def test_a_zoo_linear_learning_rate_falls_to_zero_over_the_run(learn: ModuleType):
+    schedule = learn.with_schedules({"learning_rate": "lin_1e-3", "batch_size": 16})["learning_rate"]
+    # SB3 calls it with the progress remaining: 1 at the start, 0 at the end of the run
+    assert (schedule(1.0), schedule(0.25), schedule(0.0)) == pytest.approx((1e-3, 2.5e-4, 0.0))
+    assert learn.with_schedules({"learning_rate": 3e-4}) == {"learning_rate": 3e-4}
+    with pytest.raises(ValueError, match="lin_X"):
+        learn.with_schedules({"learning_rate": "exp_1e-3"})
+    # som.yml's LunarLanderContinuous-v3 entry writes its learning rate so; the runner builds the model with it
+    entry = learn.with_schedules(learn.zoo_hyperparams("som", "LunarLanderContinuous-v3"))
+    assert entry["learning_rate"](1.0) == pytest.approx(7.3e-4)
+
+
 def test_every_zoo_entry_the_runner_reads_applies_in_full(learn: ModuleType):
     """Each entry of ``som.yml`` (SOM's own keys such as ``q_scale_floor`` or ``alpha`` included), and SAC's for the
     benchmarked tasks, gives constructor arguments only; an entry with a zoo-only key is refused, naming it."""
