@@ -234,8 +234,8 @@ class SOM(OffPolicyAlgorithm):
         ``distillation_steps``-step sample without gradient; 0 turns it off
     :param distillation_coef: weight of the self-distillation loss
     :param loss_weight_power: power ``p`` of MeanFlow's adaptive loss weight ``1 / (||delta||^2 + c)^p``
-    :param n_action_candidates: Best-of-N whenever the policy acts (``predict``, and so also the actions ``learn``
-        collects after ``learning_starts``): N actions per state, the critic's argmax is
+    :param n_action_candidates: Best-of-N when the policy acts (``predict``, and so also the actions ``learn``
+        collects after ``learning_starts``; see ``action_candidates_when``): N actions per state, the critic's argmax is
         kept (1 = off: ``predict`` is one actor call and no critic call), at most 1024 (each ``predict``
         evaluates the actor and the critic on N rows per state); the policy's setting, changeable at any time
         (``model.n_action_candidates = 4``, ``SOM.load(path, n_action_candidates=4)``); None takes the policy's
