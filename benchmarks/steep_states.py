@@ -6,9 +6,10 @@
    angle and torque (a constant torque holds the pendulum off the top at a cost every step).
 2. For each SOM model, ``--states`` states of its replay buffer, split by how much the target critic's Q varies
    across a grid of actions (the top fifth, "steep", where the swing-up's torque is decided, and the rest): the
-   target policy ``exp(alpha Q / q_scale)`` on the grid (``q_scale`` the run's own, on a batch of the buffer),
-   the one-step policy and the actor's 32-step sampler (256 draws per state), each as the distance of its mean
-   action from the critic's argmax, its spread (standard deviation) and its gap ``max_a Q - E[Q]``.
+   target policy ``exp(alpha Q / q_scale)`` on the grid (``q_scale`` as the run's updates measure it, averaged over
+   8 batches of the buffer), the one-step policy and the actor's 32-step sampler (256 draws per state), each as the
+   distance of its mean action from the critic's argmax, its spread (standard deviation) and its gap
+   ``max_a Q - E[Q]``.
 3. With ``--actor-updates N``, for each SOM model: N more actor updates on the frozen critic (the run's own loss,
    batch size and optimizer; ``--fresh-actor``: from newly initialised actor weights and optimizer), with the
    one-step policy's gap on the steep and the other states every 1,000 updates (the mean of four readings 250
@@ -32,7 +33,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from greedy_actions import GRID, grid_q
 from learn import FINAL_EVAL_SEED, load_checkpoint, parse_override
 from sb3_som import SOM
-from sb3_som.critic_values import action_profile, floored_q_scale
+from target_breadth import training_q_scale
 
 ENV_ID = "Pendulum-v1"
 BALANCED_ANGLE, BALANCED_VELOCITY = 0.3, 1.0
@@ -64,18 +65,6 @@ def phases(model: OffPolicyAlgorithm, episodes: int) -> list[float]:
     return [balanced_return / episodes, swing_return / episodes, swing_steps / episodes, np.mean(angles), np.mean(torques)]
 
 
-def run_q_scale(model: SOM) -> float:
-    """The Q scale the run's update would use on one batch of its buffer (spread across actions, floored)."""
-    batch = model.replay_buffer.sample(model.batch_size)  # type: ignore[union-attr]
-    with th.no_grad():
-        _, td_error_rms, _ = model._critic_loss(batch)
-        critic = model.critic_target if model.score_with_target_critic else model.critic
-        features = critic.extract_features(batch.observations, critic.features_extractor)
-        spread, disagreement = action_profile(critic, features, model.score_critic)
-        floor = disagreement if model.q_scale_floor_in_use == "critic_disagreement" else td_error_rms
-        return float(floored_q_scale(spread, floor))
-
-
 def summary(actions: th.Tensor, weights: th.Tensor, q_on_actions: th.Tensor, q: th.Tensor) -> list[float]:
     """Distance of the mean from the argmax, spread and gap max Q - E[Q] of weighted actions (S, N), averaged over
     the states; q (S, G) is the critic on the grid."""
@@ -85,8 +74,9 @@ def summary(actions: th.Tensor, weights: th.Tensor, q_on_actions: th.Tensor, q: 
     return [(mean - GRID[q.argmax(dim=1)]).abs().mean().item(), spread.mean().item(), gap.mean().item()]
 
 
-def buffer_states(model: SOM, n_states: int) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
-    """Observations (S, o) drawn from the buffer, the target critic on the grid (S, G) and the steep states (S,)."""
+def buffer_states(model: SOM, n_states: int) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
+    """Observations (S, o) drawn from the buffer, the target critic on the grid (S, G), its range across the grid
+    (S,) and the steep states (S,)."""
     buffer = model.replay_buffer
     assert buffer is not None
     size = buffer.buffer_size if buffer.full else buffer.pos
@@ -94,7 +84,7 @@ def buffer_states(model: SOM, n_states: int) -> tuple[th.Tensor, th.Tensor, th.T
     observations = th.as_tensor(buffer.observations[rows, 0], dtype=th.float32)
     q = grid_q(model, observations)
     q_range = q.max(dim=1).values - q.min(dim=1).values
-    return observations, q, q_range > th.quantile(q_range, STEEP_QUANTILE)
+    return observations, q, q_range, q_range > th.quantile(q_range, STEEP_QUANTILE)
 
 
 def one_step_gap(model: SOM, observations: th.Tensor, q: th.Tensor) -> th.Tensor:
@@ -108,9 +98,8 @@ def one_step_gap(model: SOM, observations: th.Tensor, q: th.Tensor) -> th.Tensor
 def actor_against_target(model: SOM, n_states: int) -> tuple[list[tuple[str, str, list[float]]], float]:
     """Rows (states, policy, [distance from the argmax, spread, gap]) for steep and other buffer states, and the
     Q scale."""
-    observations, q, steep = buffer_states(model, n_states)
-    q_range = q.max(dim=1).values - q.min(dim=1).values
-    q_scale = run_q_scale(model)
+    observations, q, q_range, steep = buffer_states(model, n_states)
+    q_scale = training_q_scale(model)[3]
     target_weights = th.softmax(model.target_alpha * q / q_scale, dim=1)
     policies = {"target": (GRID.expand_as(q), target_weights, q)}
     repeated = observations.repeat_interleave(DRAWS, dim=0)
@@ -134,13 +123,14 @@ def train_actor(
     model: SOM, n_states: int, updates: int, fresh: bool, actor_lr: float | None
 ) -> list[tuple[int, float, float]]:
     """(updates, steep states' gap, other states' gap) every 1,000 actor updates on the frozen critic."""
-    observations, q, steep = buffer_states(model, n_states)
+    observations, q, _, steep = buffer_states(model, n_states)
     if fresh:
         model.actor.load_state_dict(model.policy.make_actor().state_dict())
         optimizer = model.actor.optimizer
         model.actor.optimizer = type(optimizer)(model.actor.parameters(), **optimizer.defaults)
-    for group in model.actor.optimizer.param_groups:
-        group["lr"] = group["lr"] if actor_lr is None else actor_lr
+    if actor_lr is not None:
+        for group in model.actor.optimizer.param_groups:
+            group["lr"] = actor_lr
     model.policy.set_training_mode(True)
     readings, rows = [], []
     for update in range(1, updates + 1):

@@ -32,7 +32,7 @@ import torch as th
 
 from reference_targets import carry_along_field, field_times, posterior_mean_from_velocity
 from sb3_som import SOM
-from sb3_som.critic_values import action_profile, floored_q_scale, proposal_q_function, q_at_states
+from sb3_som.critic_values import proposal_q_function, q_at_states
 from sb3_som.score import estimate_velocity
 
 GRID_POINTS = 41
@@ -41,19 +41,18 @@ GRID_POINTS = 41
 def training_q_scale(model: SOM, batches: int = 8) -> tuple[float, float, float, float]:
     """The Q spread, the RMS TD error, the Q networks' disagreement and the Q scale floored as the model's
     ``q_scale_floor`` says, as ``train()`` measures them, averaged over replay batches of the model's batch size."""
-    valuing_critic = model.critic_target if model.score_with_target_critic else model.critic
+    valuing_critic = model.valuing_critic
     spreads, td_errors, disagreements, scales = [], [], [], []
     for _ in range(batches):
         replay_data = model.replay_buffer.sample(model.batch_size)  # type: ignore[union-attr]
         with th.no_grad():
             _, td_error_rms, _ = model._critic_loss(replay_data)
             features = valuing_critic.extract_features(replay_data.observations, valuing_critic.features_extractor)
-            spread, disagreement = action_profile(valuing_critic, features, model.score_critic)
+            q_scale, spread, disagreement = model._q_scale(features, td_error_rms)
         spreads.append(spread.item())
         td_errors.append(td_error_rms.item())
         disagreements.append(disagreement.item())
-        floor = disagreement if model.q_scale_floor_in_use == "critic_disagreement" else td_error_rms
-        scales.append(floored_q_scale(spread, floor).item())
+        scales.append(q_scale.item())
     return tuple(statistics.mean(values) for values in (spreads, td_errors, disagreements, scales))
 
 
@@ -98,7 +97,7 @@ def main() -> None:
         raise SystemExit(f"the quadrature grid has {GRID_POINTS}^d points: d = {action_dim} is too many (at most 3)")
     spread, td_error_rms, disagreement, q_scale = training_q_scale(model)
     alpha, path, n = model.target_alpha, model.flow_path, args.samples
-    valuing_critic = model.critic_target if model.score_with_target_critic else model.critic
+    valuing_critic = model.valuing_critic
     axis = th.linspace(-1, 1, GRID_POINTS).tolist()
     grid = th.tensor(list(itertools.product(axis, repeat=action_dim)), dtype=th.float32)  # (G, d)
 

@@ -53,6 +53,15 @@ from sb3_som.validation import (
 SelfSOM = TypeVar("SelfSOM", bound="SOM")
 
 
+def policy_setting(name: str, meaning: str) -> property:
+    """A model attribute that reads and sets the policy's setting ``name`` (checked there); may be changed at any time."""
+    return property(
+        lambda model: getattr(model.policy, name),
+        lambda model, value: setattr(model.policy, name, value),
+        doc=f"{meaning}: the policy's ``{name}``, changeable at any time.",
+    )
+
+
 def repeat_rows(observations: PyTorchObs, repeats: int) -> PyTorchObs:
     """Each row of a batch of observations ``repeats`` times in a row (a tensor, or a dict of tensors): (B, ...) ->
     (B * repeats, ...); with ``repeats == 1`` the batch itself, not a copy."""
@@ -428,32 +437,12 @@ class SOM(OffPolicyAlgorithm):
                 f"use n_score_samples <= {MAX_SCORE_PROPOSALS // self.batch_size} at this batch_size"
             )
 
-    @property
-    def n_action_candidates(self) -> int:
-        """Best-of-N when acting, the policy's (``model.policy.n_action_candidates``); may be changed at any time."""
-        return self.policy.n_action_candidates
-
-    @n_action_candidates.setter
-    def n_action_candidates(self, value: int) -> None:
-        self.policy.n_action_candidates = value
-
-    @property
-    def action_candidates_when(self) -> str:
-        """Which actions Best-of-N picks, the policy's (``policy.action_candidates_when``); may be changed at any time."""
-        return self.policy.action_candidates_when
-
-    @action_candidates_when.setter
-    def action_candidates_when(self, value: str) -> None:
-        self.policy.action_candidates_when = value
-
-    @property
-    def sampling_steps(self) -> int:
-        """MeanFlow steps per action when acting, the actor's (``model.actor.sampling_steps``); may be changed at any time."""
-        return self.policy.sampling_steps
-
-    @sampling_steps.setter
-    def sampling_steps(self, value: int) -> None:
-        self.policy.sampling_steps = value
+    # the policy's inference settings, read and changed through the model (``model.n_action_candidates = 4``)
+    n_action_candidates = policy_setting("n_action_candidates", "Best-of-N when acting (1 = off)")
+    action_candidates_when = policy_setting(
+        "action_candidates_when", 'which actions Best-of-N picks, "always" or "deterministic"'
+    )
+    sampling_steps = policy_setting("sampling_steps", "MeanFlow steps per action when acting (the actor's)")
 
     def _setup_model(self) -> None:
         super()._setup_model()
@@ -530,6 +519,18 @@ class SOM(OffPolicyAlgorithm):
         td_error_rms = squared_td_errors[0].detach().sqrt()  # the first critic's, for the Q scale's floor
         return critic_loss, td_error_rms, current_q_values[0].detach().mean()
 
+    @property
+    def valuing_critic(self) -> ContinuousCritic:
+        """The critic that values the score's proposals and measures the Q scale (``score_with_target_critic``)."""
+        return self.critic_target if self.score_with_target_critic else self.critic
+
+    def _q_scale(self, critic_features: th.Tensor, td_error_rms: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """The Q scale at states of the valuing critic's features (B, f), with its parts: (q_scale, spread,
+        disagreement), scalars; ``td_error_rms`` is the floor where ``q_scale_floor_in_use`` is "td_error"."""
+        spread, disagreement = action_profile(self.valuing_critic, critic_features, self.score_critic)
+        floor = disagreement if self.q_scale_floor_in_use == "critic_disagreement" else td_error_rms
+        return floored_q_scale(spread, floor), spread, disagreement
+
     def _actor_loss(self, replay_data: ReplayBufferSamples, td_error_rms: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """The actor's loss (scalar, with graph) and its logs, ``STEP_LOGS[2:]`` in order (detached).
 
@@ -547,15 +548,13 @@ class SOM(OffPolicyAlgorithm):
         one_step_actions = (noise - one_step_velocity.detach()).clamp(-1.0, 1.0)
         a0 = one_step_actions if self.a0_source == "policy" else replay_data.actions[:actor_states]
         config = self.flow_config
-        valuing_critic = self.critic_target if self.score_with_target_critic else self.critic
+        valuing_critic = self.valuing_critic
         with th.no_grad():
             policy_actions = (
                 self.actor.one_step_samples(actor_features, config.n_policy_proposals) if config.n_policy_proposals else None
             )
             critic_features = valuing_critic.extract_features(observations, valuing_critic.features_extractor)
-            spread, disagreement = action_profile(valuing_critic, critic_features, self.score_critic)
-            floor = disagreement if self.q_scale_floor_in_use == "critic_disagreement" else td_error_rms
-            q_scale = floored_q_scale(spread, floor)
+            q_scale, spread, disagreement = self._q_scale(critic_features, td_error_rms)
 
         losses = actor_losses(
             u_fn=self.actor.velocity_at(actor_features),
