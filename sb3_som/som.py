@@ -22,7 +22,7 @@ from stable_baselines3.common.policies import BasePolicy, ContinuousCritic
 from stable_baselines3.common.preprocessing import get_action_dim
 from stable_baselines3.common.torch_layers import get_actor_critic_arch
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, ReplayBufferSamples, Schedule
-from stable_baselines3.common.utils import get_parameters_by_name, polyak_update
+from stable_baselines3.common.utils import FloatSchedule, get_parameters_by_name, polyak_update, update_learning_rate
 from torch.nn import functional as F
 
 from sb3_som.critic_values import Q_SCALE_FLOORS, SCORE_CRITICS, action_profile, floored_q_scale, proposal_q_function
@@ -47,6 +47,7 @@ from sb3_som.validation import (
     check_fraction,
     check_int,
     check_non_negative,
+    check_optional_schedule,
     check_positive,
 )
 
@@ -131,6 +132,7 @@ MAX_NEXT_ACTIONS = 1024
 INFERENCE_SETTINGS = ("n_action_candidates", "action_candidates_when", "sampling_steps")
 # SOM's settings with the check each value gets whenever it is assigned (numbers become Python numbers)
 SETTING_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "actor_learning_rate": check_optional_schedule,
     "alpha": partial(check_auto_or_positive, maximum=MAX_ALPHA, why=ALPHA_BOUND_REASON),
     "n_score_samples": partial(check_int, minimum=1),
     "n_next_actions": partial(check_int, minimum=1, maximum=MAX_NEXT_ACTIONS),
@@ -170,6 +172,8 @@ class SOM(OffPolicyAlgorithm):
     :param env: The environment to learn from (if registered in Gym, can be str)
     :param learning_rate: learning rate for the actor and critic optimizers,
         it can be a function of the current progress remaining (from 1 to 0)
+    :param actor_learning_rate: the actor's own learning rate (a number or a function of the progress remaining),
+        or ``None`` (the default) for ``learning_rate``; with it, ``learning_rate`` is the critic's alone
     :param buffer_size: size of the replay buffer
     :param learning_starts: how many steps of the model to collect transitions for before learning starts
     :param batch_size: minibatch size for each gradient update
@@ -287,6 +291,7 @@ class SOM(OffPolicyAlgorithm):
         policy: str | type[MeanFlowPolicy],
         env: GymEnv | str,
         learning_rate: float | Schedule = 3e-4,
+        actor_learning_rate: float | Schedule | None = None,
         buffer_size: int = 1_000_000,
         learning_starts: int = 100,
         batch_size: int = 256,
@@ -367,6 +372,7 @@ class SOM(OffPolicyAlgorithm):
             supported_action_spaces=(spaces.Box,),
             support_multi_env=True,
         )
+        self.actor_learning_rate = actor_learning_rate
         self.n_next_actions = n_next_actions
         self.alpha = alpha
         self.n_score_samples = n_score_samples
@@ -451,6 +457,12 @@ class SOM(OffPolicyAlgorithm):
         self.critic_target = self.policy.critic_target
         self.batch_norm_stats = get_parameters_by_name(self.critic, ["running_"])
         self.batch_norm_stats_target = get_parameters_by_name(self.critic_target, ["running_"])
+
+    @property
+    def actor_lr_schedule(self) -> Schedule:
+        """The actor's learning rate as a function of the progress remaining: ``actor_learning_rate``'s, or the
+        critic's ``lr_schedule`` where it is ``None``."""
+        return self.lr_schedule if self.actor_learning_rate is None else FloatSchedule(self.actor_learning_rate)
 
     @property
     def flow_path(self) -> NoisePath:
@@ -609,7 +621,10 @@ class SOM(OffPolicyAlgorithm):
         """
         self.policy.set_training_mode(True)
         optimizers = [self.actor.optimizer, self.critic.optimizer]
-        self._update_learning_rate(optimizers)
+        self._update_learning_rate(self.critic.optimizer)
+        actor_learning_rate = self.actor_lr_schedule(self._current_progress_remaining)
+        update_learning_rate(self.actor.optimizer, actor_learning_rate)
+        self.logger.record("train/actor_learning_rate", actor_learning_rate)
         if gradient_steps < 1:
             return
         snapshot = TrainingSnapshot(self.policy, optimizers)

@@ -47,6 +47,15 @@ def check_auto_or_positive(name: str, value: Any, maximum: float | None = None, 
     return check_positive(name, value, maximum, why)
 
 
+def check_optional_schedule(name: str, value: Any) -> Any:
+    """``None``, a callable (a schedule of the progress remaining) or a number > 0 as a ``float``."""
+    if value is None or callable(value):
+        return value
+    if not _is_real(value) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be None, a finite number > 0 or a function of the progress remaining, got {value!r}")
+    return float(value)
+
+
 def check_non_negative(name: str, value: Any) -> float:
     """``value`` as a finite ``float`` >= 0."""
     if not _is_real(value) or not math.isfinite(value) or value < 0:

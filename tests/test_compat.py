@@ -152,6 +152,23 @@ def test_zero_learning_rate_leaves_every_weight_unchanged():
     assert all(th.equal(before[k], v) for k, v in model.policy.state_dict().items())
 
 
+def test_the_actor_has_its_own_learning_rate_when_given_one(tmp_path):
+    model = SOM("MlpPolicy", "Pendulum-v1", learning_rate=1e-3, actor_learning_rate=lambda p: 2e-3 * p, **SMALL)
+    model.learn(60)
+    progress = model._current_progress_remaining
+    assert model.actor.optimizer.param_groups[0]["lr"] == pytest.approx(2e-3 * progress)
+    assert model.critic.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+    assert model.logger.name_to_value["train/actor_learning_rate"] == pytest.approx(2e-3 * progress)
+    model.save(tmp_path / "som")
+    loaded = SOM.load(tmp_path / "som", env=model.get_env())
+    assert loaded.actor_lr_schedule(0.25) == pytest.approx(5e-4)
+    loaded.actor_learning_rate = None  # back to learning_rate's schedule
+    loaded.learn(40, reset_num_timesteps=False)
+    assert loaded.actor.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+    with pytest.raises(ValueError, match="actor_learning_rate must be None, a finite number > 0"):
+        loaded.actor_learning_rate = "lin_1e-3"
+
+
 def test_predict_runs_in_eval_mode_and_training_switches_back():
     model = SOM("MlpPolicy", "Pendulum-v1", policy_kwargs=SMALL_NET, **SMALL)
     model.predict(np.zeros(3, dtype=np.float32))
