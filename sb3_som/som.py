@@ -126,8 +126,6 @@ MAX_BETA_SUM = 320.0
 MAX_POLICY_PROPOSAL_FRACTION = 0.75
 # proposals per update (batch_size * n_score_samples), each evaluated by the critic
 MAX_SCORE_PROPOSALS = 2**22
-# how the TD target values a next state from its next actions: their mean, or the best of them
-NEXT_VALUES = ("mean", "max")
 # next actions per transition whose values the TD target averages (batch_size * n_next_actions rows per critic call)
 MAX_NEXT_ACTIONS = 1024
 # the policy's inference settings: they live on the policy, SOM's arguments and attributes of these names reach them
@@ -138,7 +136,6 @@ SETTING_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "alpha": partial(check_auto_or_positive, maximum=MAX_ALPHA, why=ALPHA_BOUND_REASON),
     "n_score_samples": partial(check_int, minimum=1),
     "n_next_actions": partial(check_int, minimum=1, maximum=MAX_NEXT_ACTIONS),
-    "next_value": partial(check_choice, choices=NEXT_VALUES),
     "score_critic": partial(check_choice, choices=SCORE_CRITICS),
     "q_scale_floor": partial(check_choice, choices=Q_SCALE_FLOORS),
     "score_with_target_critic": check_bool,
@@ -193,9 +190,6 @@ class SOM(OffPolicyAlgorithm):
         values (min over the target critics, as SAC): 1 (one sample, as SAC) to 1024. The target is the same in
         expectation; more samples take out the spread of Q across the policy's next actions, which a broad policy
         adds to every TD error (and so to the "td_error" floor of the Q scale). The TD target's cost grows with it
-    :param next_value: how the TD target values the next state from its ``n_next_actions`` actions: "mean" (the
-        actor's policy, as SAC) or "max" (the best of them by the target critics: the policy that acts with
-        Best-of-N, N = ``n_next_actions``, as ``n_action_candidates`` does, in the manner of Expected-Max Q-learning)
     :param alpha: inverse temperature of the target policy ``exp(alpha * Q / q_scale)``: ``"auto"``, which is
         ``10 * sqrt(d)`` for d action dimensions, or a number in (0, 1e4]; larger is greedier. A Q that adds up over
         the action's dimensions spreads across the box as ``sqrt(d)`` times one dimension's spread, so a fixed number
@@ -311,7 +305,6 @@ class SOM(OffPolicyAlgorithm):
         optimize_memory_usage: bool = False,
         n_steps: int = 1,
         n_next_actions: int = 1,
-        next_value: str = "mean",
         alpha: float | str = "auto",
         n_score_samples: int = 16,
         score_critic: str = "first",
@@ -381,7 +374,6 @@ class SOM(OffPolicyAlgorithm):
         )
         self.actor_learning_rate = actor_learning_rate
         self.n_next_actions = n_next_actions
-        self.next_value = next_value
         self.alpha = alpha
         self.n_score_samples = n_score_samples
         self.score_critic = score_critic
@@ -518,20 +510,16 @@ class SOM(OffPolicyAlgorithm):
 
     @th.no_grad()
     def _td_target(self, replay_data: ReplayBufferSamples) -> th.Tensor:
-        """The critics' TD target (B, 1): ``r + discount * (mean or max) over a' of min_i Q_target_i(s', a')``.
+        """The critics' TD target (B, 1): ``r + discount * mean over a' of min_i Q_target_i(s', a')``.
 
         ``n_next_actions`` a' per transition from the actor (M): the min over the target critics at each, as SAC
-        does, then the mean or the max over the M (``next_value``).
+        does, averaged over the M.
         """
         discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
         next_observations = repeat_rows(replay_data.next_observations, self.n_next_actions)  # (B * M, ...)
         next_actions = self.actor(next_observations)
         next_q_values = th.cat(self.critic_target(next_observations, next_actions), dim=1).min(dim=1).values
-        next_q_values = next_q_values.view(-1, self.n_next_actions)  # (B, M)
-        if self.next_value == "max":
-            next_q_values = next_q_values.max(dim=1, keepdim=True).values  # (B, 1)
-        else:
-            next_q_values = next_q_values.mean(dim=1, keepdim=True)
+        next_q_values = next_q_values.view(-1, self.n_next_actions).mean(dim=1, keepdim=True)  # (B, 1)
         return replay_data.rewards + (1 - replay_data.dones) * discounts * next_q_values
 
     def _critic_loss(self, replay_data: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor, th.Tensor]:

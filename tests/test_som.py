@@ -389,27 +389,6 @@ def test_td_target_averages_n_next_actions_to_the_same_expectation_with_less_spr
     assert th.all((spread_ratio > 0.09) & (spread_ratio < 0.17)), spread_ratio
 
 
-def test_td_target_with_next_value_max_takes_the_best_of_the_next_actions_by_the_target_critics():
-    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, n_next_actions=4, next_value="max", device="cpu", seed=0)
-    model.learn(200)
-    replay_data = model.replay_buffer.sample(8)
-    th.manual_seed(1)
-    target = model._td_target(replay_data)  # (8, 1)
-    th.manual_seed(1)  # the same four next actions per transition, valued by hand
-    next_observations = replay_data.next_observations.repeat_interleave(4, dim=0)
-    with th.no_grad():
-        next_actions = model.actor(next_observations)
-        values = th.cat(model.critic_target(next_observations, next_actions), dim=1).min(dim=1).values.view(8, 4)
-    expected = replay_data.rewards + (1 - replay_data.dones) * model.gamma * values.max(dim=1, keepdim=True).values
-    th.testing.assert_close(target, expected)
-    model.next_value = "mean"
-    th.manual_seed(1)
-    expected_mean = replay_data.rewards + (1 - replay_data.dones) * model.gamma * values.mean(dim=1, keepdim=True)
-    th.testing.assert_close(model._td_target(replay_data), expected_mean)
-    with pytest.raises(ValueError, match=r"next_value must be one of \('mean', 'max'\)"):
-        model.next_value = "best"
-
-
 class ConstantRewardCycle(gym.Env):
     """Four states visited in a cycle, reward 1 whatever the action: Q = 1 / (1 - gamma) everywhere."""
 
