@@ -151,7 +151,6 @@ SETTING_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "distillation_steps": partial(check_int, minimum=0),
     "distillation_coef": check_non_negative,
     "loss_weight_power": check_fraction,
-    "actor_updates": partial(check_int, minimum=1),
     "target_update_interval": partial(check_int, minimum=1),
     "compile_step": check_bool,
     "batch_size": partial(check_int, minimum=1),
@@ -260,9 +259,6 @@ class SOM(OffPolicyAlgorithm):
         (None: "always")
     :param sampling_steps: MeanFlow steps per action whenever the policy acts (1 = one network call); the actor's setting,
         changeable and defaulted as ``n_action_candidates``
-    :param actor_updates: actor updates per critic update, each on a fresh replay batch (the first on the critic's):
-        1 (as SAC) or more, where the actor's regression onto its target lags the critic; the actor's share of an
-        update's cost grows in proportion
     :param target_update_interval: update the target network every ``target_update_interval`` gradient steps
     :param compile_step: compute the critic's and the actor's losses (forward and backward) through ``torch.compile``,
         with CUDA graphs on a CUDA device (``mode="reduce-overhead"``); the optimizers' steps and the Polyak update stay
@@ -329,7 +325,6 @@ class SOM(OffPolicyAlgorithm):
         n_action_candidates: int | None = None,
         action_candidates_when: str | None = None,
         sampling_steps: int | None = None,
-        actor_updates: int = 1,
         target_update_interval: int = 1,
         compile_step: bool = False,
         stats_window_size: int = 100,
@@ -396,7 +391,6 @@ class SOM(OffPolicyAlgorithm):
         self.distillation_steps = distillation_steps
         self.distillation_coef = distillation_coef
         self.loss_weight_power = loss_weight_power
-        self.actor_updates = actor_updates
         self.target_update_interval = target_update_interval
         self.compile_step = compile_step
         self._compiled_losses: tuple[Callable[..., Any], Callable[..., Any]] | None = None
@@ -618,9 +612,8 @@ class SOM(OffPolicyAlgorithm):
         return self._compiled_losses
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
-        """``gradient_steps`` updates of the critic, then the actor (``actor_updates`` times), then (every
-        ``target_update_interval``) the target critic, each on a fresh replay batch (the first actor update on the
-        critic's).
+        """``gradient_steps`` updates of the critic, then the actor, then (every ``target_update_interval``) the target
+        critic, each on a fresh replay batch.
 
         The logs stay on the device and are read back once, at the end. If a critic or actor loss was not finite,
         every weight and optimizer state is put back as it was at the start of the call and ``FloatingPointError``
@@ -648,15 +641,10 @@ class SOM(OffPolicyAlgorithm):
             critic_loss.backward()
             self.critic.optimizer.step()
 
-            for actor_update in range(self.actor_updates):
-                if actor_update > 0:  # the first update uses the critic's batch
-                    if cuda_graphs:
-                        th.compiler.cudagraph_mark_step_begin()
-                    replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
-                actor_loss, actor_logs = actor_loss_function(replay_data, td_error_rms)
-                self.actor.optimizer.zero_grad()
-                actor_loss.backward()
-                self.actor.optimizer.step()
+            actor_loss, actor_logs = actor_loss_function(replay_data, td_error_rms)
+            self.actor.optimizer.zero_grad()
+            actor_loss.backward()
+            self.actor.optimizer.step()
             log_sums += th.cat([critic_loss.detach().view(1), q_mean.view(1), actor_logs])
 
             if gradient_step % self.target_update_interval == 0:

@@ -389,23 +389,6 @@ def test_td_target_averages_n_next_actions_to_the_same_expectation_with_less_spr
     assert th.all((spread_ratio > 0.09) & (spread_ratio < 0.17)), spread_ratio
 
 
-def test_actor_updates_makes_that_many_actor_steps_per_critic_step_each_on_its_own_batch(monkeypatch):
-    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, actor_updates=3, device="cpu", seed=0)
-    model.learn(60)
-    sampled = []
-    original_sample = model.replay_buffer.sample
-    monkeypatch.setattr(
-        model.replay_buffer, "sample", lambda *args, **kwargs: sampled.append(1) or original_sample(*args, **kwargs)
-    )
-    model.train(gradient_steps=2, batch_size=16)
-    critic_steps = model.critic.optimizer.state[next(iter(model.critic.parameters()))]["step"]
-    actor_steps = model.actor.optimizer.state[next(iter(model.actor.parameters()))]["step"]
-    assert actor_steps == 3 * critic_steps == 3 * model._n_updates
-    assert len(sampled) == 2 * 3  # per gradient step: the critic's batch (also the first actor update's), two more
-    with pytest.raises(ValueError, match="actor_updates must be an integer >= 1"):
-        model.actor_updates = 0
-
-
 class ConstantRewardCycle(gym.Env):
     """Four states visited in a cycle, reward 1 whatever the action: Q = 1 / (1 - gamma) everywhere."""
 
