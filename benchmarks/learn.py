@@ -441,7 +441,7 @@ def code_segments(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str, int], 
     steps_by_run: dict[tuple[str, str, int], list[tuple[int, str]]] = defaultdict(list)
     for row in rows:
         if "final_episodes" not in row:
-            steps_by_run[row["env"], row["algo"], row["seed"]].append((row["timesteps"], row["commit"]))
+            steps_by_run[row["env"], row["algo"], row["seed"]].append((row["timesteps"], row.get("commit", "")))
     segments_by_run = {}
     for run_key, points in steps_by_run.items():
         segments: list[tuple[int, int, str]] = []

@@ -210,3 +210,6 @@ def test_report_marks_a_curve_whose_segments_ran_on_different_code(
         "- Hopper-v5, SOM seed 0: aaaaaaa (evaluations at steps 1000-2000), bbbbbbb (evaluations at steps 3000-3000)"
         in printed
     )
+    # lines written before runs recorded their commit form one segment
+    unrecorded = [{key: value for key, value in json.loads(text).items() if key != "commit"} for text in lines]
+    assert learn.code_segments(unrecorded) == {}
