@@ -25,6 +25,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from learn import FINAL_EVAL_SEED, final_evaluation, load_checkpoint
 from sb3_som import SOM
+from sb3_som.critic_values import q_at_states
 
 ENV_ID = "Pendulum-v1"
 GAMMA = 0.99
@@ -55,12 +56,13 @@ def monte_carlo_q(model: OffPolicyAlgorithm, episode: int, action: float) -> flo
     return value
 
 
-def critic_q(model: SOM, observation: np.ndarray, action: float) -> float:
-    """The critic's value (min over its Q networks) of the normalised ``action`` at ``observation``."""
+def critic_q(model: SOM, observation: np.ndarray) -> list[float]:
+    """The critic's values (min over its Q networks) of the ``EXTREME_ACTIONS`` at ``observation``."""
     observations = th.as_tensor(observation[None], dtype=th.float32, device=model.device)
-    actions = th.full((1, 1), action, device=model.device)
+    actions = th.tensor(EXTREME_ACTIONS, device=model.device).view(1, -1, 1)  # (1, 2, 1)
     with th.no_grad():
-        return min(float(q) for q in model.critic(observations, actions))
+        features = model.critic.extract_features(observations, model.critic.features_extractor)
+        return q_at_states(model.critic, features, actions, "min")[0].tolist()
 
 
 def share_below_zero(model: SOM, observation: np.ndarray) -> float:
@@ -98,7 +100,7 @@ def main() -> None:
         )
         for episode in np.argsort(losses)[: args.worst]:
             observation, (angle, velocity) = start_state(int(episode))
-            critic = [critic_q(model, observation, action) for action in EXTREME_ACTIONS]
+            critic = critic_q(model, observation)
             monte_carlo = [monte_carlo_q(model, int(episode), action) for action in EXTREME_ACTIONS]
             print(
                 f"| {episode} | {angle:+.2f} | {velocity:+.2f} | {returns[reference][episode]:.1f} "
