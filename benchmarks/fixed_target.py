@@ -30,7 +30,7 @@ DEFAULT_ACTOR_BATCH = math.ceil(SOM_DEFAULTS["actor_batch_fraction"] * SOM_DEFAU
 
 
 def default_flow_config(**overrides: Any) -> FlowTargetConfig:
-    """The actor objective's settings at SOM's constructor defaults (``static_shapes`` at its own), with ``overrides``
+    """The actor objective's settings at SOM's constructor defaults with ``overrides``
     applied."""
     fields = {field.name for field in dataclasses.fields(FlowTargetConfig)} & SOM_DEFAULTS.keys()
     return FlowTargetConfig(**{**{name: SOM_DEFAULTS[name] for name in fields}, **overrides})
@@ -77,12 +77,9 @@ def train_on_fixed_target(
     velocity = actor.velocity_at(features)
     velocity_jvp = network_velocity_jvp(partial(actor.network_input, features), actor.velocity_net)
     history = []
-    n_policy = config.n_policy_proposals
     for _ in range(iterations):
         noise = th.randn(batch_size, actor.action_dim)
         one_step_velocity = actor.one_step_velocity(features, noise)
-        with th.no_grad():
-            policy_actions = actor.one_step_samples(features, n_policy) if n_policy else None
         losses = actor_losses(
             u_fn=velocity,
             a0=(noise - one_step_velocity.detach()).clamp(-1.0, 1.0),  # the actor's one-step sample
@@ -93,7 +90,6 @@ def train_on_fixed_target(
             config=config,
             q_scale=th.tensor(1.0),
             u_jvp=velocity_jvp,
-            policy_actions=policy_actions,
         )
         optimizer.zero_grad()
         losses.total.backward()

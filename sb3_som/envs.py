@@ -1,8 +1,8 @@
-"""Two multimodal bandits for checking that a policy covers several action modes.
+"""Toy tasks for checking that a policy keeps several good options: two bandits and a sequential multi-goal task.
 
-``import sb3_som`` registers them with gymnasium as ``MultiGoalBandit-v0`` and ``TwoMoonsBandit-v0``
-(:func:`register_envs`), so ``gym.make``, rl-zoo3's ``--env`` (with ``--gym-packages sb3_som`` where
-sb3_som is not imported otherwise) and ``gym.make("sb3_som:MultiGoalBandit-v0")`` find them.
+``import sb3_som`` registers them with gymnasium as ``MultiGoalBandit-v0``, ``TwoMoonsBandit-v0`` and
+``MultiGoalPointMass-v0`` (:func:`register_envs`), so ``gym.make``, rl-zoo3's ``--env`` (with ``--gym-packages
+sb3_som`` where sb3_som is not imported otherwise) and ``gym.make("sb3_som:MultiGoalBandit-v0")`` find them.
 """
 
 from __future__ import annotations
@@ -127,11 +127,62 @@ class TwoMoonsBandit(gym.Env):
         return np.zeros(1, dtype=np.float32), reward, True, False, {}
 
 
-ENV_IDS = {"MultiGoalBandit-v0": MultiGoalBandit, "TwoMoonsBandit-v0": TwoMoonsBandit}
+class MultiGoalPointMass(gym.Env):
+    """Soft Q-learning's multi-goal task: a 2-D point mass whose action is its velocity, four equally good goals.
+
+    As ``MultiGoalEnv`` of Haarnoja et al. (2017), "Reinforcement Learning with Deep Energy-Based Policies"
+    (``haarnoja/softqlearning``, ``softqlearning/environments/multigoal.py``), with its default settings: the
+    position starts at ``N(0, 0.1^2 I)``; an action ``a`` in ``[-1, 1]^2`` moves it to ``x + a`` (clipped to
+    ``[-7, 7]^2``); the reward is ``-30 |a|^2 - min_g |x' - g|^2`` over the goals ``g`` at (5, 0), (-5, 0), (0, 5)
+    and (0, -5), plus 10 and the end of the episode when ``x'`` is within 1 of a goal. Episodes are cut at 30 steps
+    (the paper's path length), so no return exceeds 10. ``info["goal"]`` is the goal reached (an index into
+    :attr:`GOALS`) or -1.
+    """
+
+    GOALS = np.array([[5.0, 0.0], [-5.0, 0.0], [0.0, 5.0], [0.0, -5.0]], dtype=np.float32)
+    GOAL_RADIUS = 1.0
+    GOAL_REWARD = 10.0
+    ACTION_COST = 30.0
+    DISTANCE_COST = 1.0
+    BOUND = 7.0
+    START_STD = 0.1
+    MAX_STEPS = 30
+
+    def __init__(self) -> None:
+        self.observation_space = spaces.Box(-self.BOUND, self.BOUND, (2,), dtype=np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
+        self.position = np.zeros(2, dtype=np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        start = self.START_STD * self.np_random.standard_normal(2)
+        self.position = np.clip(start, -self.BOUND, self.BOUND).astype(np.float32)
+        return self.position.copy(), {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        action = np.clip(np.asarray(action, dtype=np.float32).reshape(2), -1.0, 1.0)
+        self.position = np.clip(self.position + action, -self.BOUND, self.BOUND).astype(np.float32)
+        distances = np.linalg.norm(self.position - self.GOALS, axis=1)
+        reward = -self.ACTION_COST * float(action @ action) - self.DISTANCE_COST * float(distances.min() ** 2)
+        reached = bool(distances.min() < self.GOAL_RADIUS)
+        if reached:
+            reward += self.GOAL_REWARD
+        return self.position.copy(), reward, reached, False, {"goal": int(distances.argmin()) if reached else -1}
+
+
+ENV_IDS = {
+    "MultiGoalBandit-v0": MultiGoalBandit,
+    "TwoMoonsBandit-v0": TwoMoonsBandit,
+    "MultiGoalPointMass-v0": MultiGoalPointMass,
+}
+# environment steps after which an episode is truncated, where the task has such a limit
+MAX_EPISODE_STEPS = {"MultiGoalPointMass-v0": MultiGoalPointMass.MAX_STEPS}
 
 
 def register_envs() -> None:
-    """Register the bandits with gymnasium under :data:`ENV_IDS` (again is a no-op)."""
+    """Register the toy tasks with gymnasium under :data:`ENV_IDS` (again is a no-op)."""
     for env_id, env_class in ENV_IDS.items():
         if env_id not in gym.registry:
-            gym.register(env_id, entry_point=f"{__name__}:{env_class.__name__}")
+            gym.register(
+                env_id, entry_point=f"{__name__}:{env_class.__name__}", max_episode_steps=MAX_EPISODE_STEPS.get(env_id)
+            )

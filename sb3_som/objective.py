@@ -4,7 +4,7 @@ One call of :func:`actor_losses` is one actor update's loss:
 
 1. noise the clean actions ``a_0`` into ``a_t`` at sampled times ``(r, t)``;
 2. estimate the probability-flow velocity of ``exp(alpha Qn)`` at ``(a_t, t)`` from K critic rows
-   per state, some of them proposed around the policy's own samples (:func:`sb3_som.score.estimate_velocity`);
+   per state, ``a_0`` among them (:func:`sb3_som.score.estimate_velocity`);
 3. MeanFlow target ``v - (t - r) du/dt`` by one JVP, adaptive-weighted regression;
 4. optionally, self-distillation of the one-step map ``u(e, 0, 1)`` onto the network's own
    k-step sample from the same noise.
@@ -12,7 +12,6 @@ One call of :func:`actor_losses` is one actor update's loss:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch as th
@@ -28,22 +27,11 @@ class FlowTargetConfig:
 
     alpha: float
     n_score_samples: int
-    score_estimator: str
     time_sampler: str
     mean_flow_fraction: float
     distillation_steps: int
     distillation_coef: float
     loss_weight_power: float
-    policy_proposal_fraction: float
-    # the estimator's static_shapes (SOM's compile_step): dQ/da at every proposal, for torch.compile and CUDA graphs
-    static_shapes: bool = False
-
-    @property
-    def n_policy_proposals(self) -> int:
-        """How many of the K proposals per state are drawn around the policy's own samples: ``floor(fraction * K)``,
-        0 where that is below 2 (a kernel width needs two samples)."""
-        n_policy = math.floor(self.policy_proposal_fraction * self.n_score_samples)
-        return n_policy if n_policy >= 2 else 0
 
 
 @dataclass
@@ -66,7 +54,6 @@ def actor_losses(
     config: FlowTargetConfig,
     q_scale: th.Tensor,
     u_jvp: AverageVelocityJVP | None = None,
-    policy_actions: th.Tensor | None = None,
 ) -> ActorLosses:
     """Loss of the MeanFlow actor ``u_fn(a_t, r, t)`` (state features already bound).
 
@@ -77,27 +64,12 @@ def actor_losses(
     :param q_function: Q of proposals (B', K, d) at batch rows (B',) -> (B', K)
     :param q_scale: the Q spread that ``alpha`` is relative to, a scalar
     :param u_jvp: ``u_fn`` and its time derivative along the flow in one call (None: ``torch.func.jvp``)
-    :param policy_actions: (B, M, d) the policy's own samples at each state, ``M = config.n_policy_proposals``, around
-        which M of the K proposals are drawn (None when that is 0)
     """
-    if (policy_actions is None) != (config.n_policy_proposals == 0):
-        raise ValueError(
-            f"policy_actions must be given exactly when config.n_policy_proposals > 0 (it is {config.n_policy_proposals})"
-        )
     batch_size = a0.shape[0]
     r, t = sample_r_t(batch_size, config.time_sampler, config.mean_flow_fraction, device=a0.device)
     a_t = path.noised(a0, t, th.randn_like(a0))
     target = estimate_velocity(
-        path,
-        a_t,
-        t,
-        q_function,
-        alpha=config.alpha,
-        n_samples=config.n_score_samples,
-        estimator=config.score_estimator,
-        q_scale=q_scale,
-        static_shapes=config.static_shapes,
-        policy_actions=policy_actions,
+        path, a_t, t, q_function, alpha=config.alpha, n_samples=config.n_score_samples, q_scale=q_scale, anchor=a0
     )
     u, u_target = meanflow_target(u_fn, a_t, r, t, target.velocity, u_jvp)
     meanflow = adaptive_weighted_loss(u, u_target, power=config.loss_weight_power)

@@ -154,13 +154,6 @@ class MeanFlowActor(BasePolicy):
         embedding = self.one_step_embedding.expand(features.shape[0], -1)
         return self.velocity_net(th.cat([features, noise, embedding], dim=-1))
 
-    def one_step_samples(self, features: th.Tensor, n_per_state: int) -> th.Tensor:
-        """``n_per_state`` one-step actions per state from fresh noise: features (B, f) -> (B, n, d)."""
-        expanded = features.unsqueeze(1).expand(-1, n_per_state, -1).reshape(-1, features.shape[-1])
-        noise = th.randn(expanded.shape[0], self.action_dim, device=features.device, dtype=features.dtype)
-        actions = (noise - self.one_step_velocity(expanded, noise)).clamp(-1.0, 1.0)
-        return actions.view(features.shape[0], n_per_state, self.action_dim)
-
     def forward(self, obs: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         features = self.extract_features(obs, self.features_extractor)
         noise = features.new_empty(features.shape[0], self.action_dim)

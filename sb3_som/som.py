@@ -38,7 +38,7 @@ from sb3_som.policies import (
     MlpMeanFlowPolicy,
     MultiInputMeanFlowPolicy,
 )
-from sb3_som.score import ESTIMATORS
+from sb3_som.score import MIN_SCORE_SAMPLES
 from sb3_som.snapshot import TrainingSnapshot
 from sb3_som.validation import (
     check_auto_or_positive,
@@ -108,6 +108,7 @@ STEP_LOGS = (
     "score_norm",
     "target_velocity_norm",
     "face_fraction",
+    "effective_sample_size",
 )
 # an action coordinate beyond this (in the normalised box [-1, 1]) counts as on a face, for train/face_fraction
 FACE_THRESHOLD = 0.98
@@ -122,8 +123,6 @@ ALPHA_BOUND_REASON = (
 )
 # the VP path's mean coefficient at t = 1 is exp(-(beta_min + beta_max) / 4); float32 keeps it normal up to about 349
 MAX_BETA_SUM = 320.0
-# the Gaussian proposals that cover the whole box keep at least a quarter of the K proposals
-MAX_POLICY_PROPOSAL_FRACTION = 0.75
 # proposals per update (batch_size * n_score_samples), each evaluated by the critic
 MAX_SCORE_PROPOSALS = 2**22
 # next actions per transition whose values the TD target averages (batch_size * n_next_actions rows per critic call)
@@ -134,18 +133,16 @@ INFERENCE_SETTINGS = ("n_action_candidates", "action_candidates_when", "sampling
 SETTING_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "actor_learning_rate": check_optional_schedule,
     "alpha": partial(check_auto_or_positive, maximum=MAX_ALPHA, why=ALPHA_BOUND_REASON),
-    "n_score_samples": partial(check_int, minimum=1),
+    "n_score_samples": partial(check_int, minimum=MIN_SCORE_SAMPLES),
     "n_next_actions": partial(check_int, minimum=1, maximum=MAX_NEXT_ACTIONS),
     "score_critic": partial(check_choice, choices=SCORE_CRITICS),
     "q_scale_floor": partial(check_choice, choices=Q_SCALE_FLOORS),
     "score_with_target_critic": check_bool,
-    "score_estimator": partial(check_choice, choices=ESTIMATORS),
     "noise_path": partial(check_choice, choices=NOISE_PATHS),
     "beta_min": check_positive,
     "beta_max": check_positive,
     "time_sampler": partial(check_choice, choices=TIME_SAMPLERS),
     "mean_flow_fraction": check_fraction,
-    "policy_proposal_fraction": partial(check_fraction, maximum=MAX_POLICY_PROPOSAL_FRACTION),
     "a0_source": partial(check_choice, choices=A0_SOURCES),
     "actor_batch_fraction": partial(check_positive, maximum=1.0),
     "distillation_steps": partial(check_int, minimum=0),
@@ -199,7 +196,9 @@ class SOM(OffPolicyAlgorithm):
         smaller than what the critic cannot resolve are not trusted). Above 1e4 the weights of
         the K proposals are one-hot for any Q difference the critic resolves, and the logits and the
         critic-gradient score, which grow with alpha, approach float32 overflow
-    :param n_score_samples: Monte-Carlo proposals per state for the score estimate (K), >= 1; each update
+    :param n_score_samples: critic evaluations per state for the score estimate (K), >= 3: a quarter of them (at least
+        two) Gaussian proposals with the critic's gradient, one of them the policy's own action, the rest drawn from a
+        Gaussian fitted to each posterior (``docs/algorithm.md``, "The score estimate"); each update
         evaluates the critic on ``batch_size * n_score_samples`` proposals, at most 2**22 (4,194,304; memory)
     :param score_critic: which critic values the proposals: "first" (the first Q network, as TD3's
         actor; half the critic rows of "min") or "min" (the minimum over the twin critics, as SAC's actor)
@@ -215,19 +214,6 @@ class SOM(OffPolicyAlgorithm):
         policy ``exp(alpha * Q / q_scale)`` moves its mass between distant actions whenever the critic's values of
         them swap, and the actor follows within tens of updates; the averaged critic changes smoothly, and the actor
         with it (``docs/algorithm.md``, "The critic behind the target")
-    :param score_estimator: how the score of the noised target is estimated from K proposals drawn
-        from the Gaussian posterior proposal truncated to the action box: "hybrid" (the critic-gradient
-        form for each state and action dimension whose posterior lies 4 proposal standard deviations
-        inside the box, where it is the more accurate form, and the posterior-mean form elsewhere) or
-        "posterior" (the posterior-mean form everywhere, no critic gradient, noisier at small t); both are
-        consistent everywhere in the box, faces included
-    :param policy_proposal_fraction: share of the K proposals drawn around the current policy's own samples at the
-        state (``floor(fraction * K)`` one-step actions, each with a Gaussian kernel truncated to the box; off below
-        2), in [0, 0.75]; the rest come from the Gaussian posterior proposal, and all are weighted as draws of the
-        mixture, so the estimate stays consistent whatever the policy. Where the target is narrow (a greedy critic),
-        the Gaussian proposals at large t spread over the whole box and few land where the target is; the policy's
-        samples do once it has learned; off by default, since in the loop on the multi-goal bandit the one-step map
-        then loses modes its own 20-step sampler keeps (``docs/algorithm.md``, "Proposals around the policy")
     :param noise_path: "linear" (``a_t = (1 - t) a_0 + t e``) or "vp" (variance preserving)
     :param beta_min: ``beta(0)`` of the VP path
     :param beta_max: ``beta(1)`` of the VP path, > ``beta_min``, with ``beta_min + beta_max <= 320``: the path's
@@ -310,8 +296,6 @@ class SOM(OffPolicyAlgorithm):
         score_critic: str = "first",
         q_scale_floor: str = "auto",
         score_with_target_critic: bool = True,
-        score_estimator: str = "hybrid",
-        policy_proposal_fraction: float = 0.0,
         noise_path: str = "linear",
         beta_min: float = 0.1,
         beta_max: float = 20.0,
@@ -379,8 +363,6 @@ class SOM(OffPolicyAlgorithm):
         self.score_critic = score_critic
         self.q_scale_floor = q_scale_floor
         self.score_with_target_critic = score_with_target_critic
-        self.score_estimator = score_estimator
-        self.policy_proposal_fraction = policy_proposal_fraction
         self.noise_path = noise_path
         self.beta_min = beta_min
         self.beta_max = beta_max
@@ -498,14 +480,11 @@ class SOM(OffPolicyAlgorithm):
         return FlowTargetConfig(
             alpha=self.target_alpha,
             n_score_samples=self.n_score_samples,
-            score_estimator=self.score_estimator,
-            policy_proposal_fraction=self.policy_proposal_fraction,
             time_sampler=self.time_sampler,
             mean_flow_fraction=self.mean_flow_fraction,
             distillation_steps=self.distillation_steps,
             distillation_coef=self.distillation_coef,
             loss_weight_power=self.loss_weight_power,
-            static_shapes=self.compile_step,
         )
 
     @th.no_grad()
@@ -562,9 +541,6 @@ class SOM(OffPolicyAlgorithm):
         config = self.flow_config
         valuing_critic = self.valuing_critic
         with th.no_grad():
-            policy_actions = (
-                self.actor.one_step_samples(actor_features, config.n_policy_proposals) if config.n_policy_proposals else None
-            )
             critic_features = valuing_critic.extract_features(observations, valuing_critic.features_extractor)
             q_scale, spread, disagreement = self._q_scale(critic_features, td_error_rms)
 
@@ -578,7 +554,6 @@ class SOM(OffPolicyAlgorithm):
             config=config,
             q_scale=q_scale,
             u_jvp=network_velocity_jvp(partial(self.actor.network_input, actor_features), self.actor.velocity_net),
-            policy_actions=policy_actions,
         )
         distillation = losses.distillation if losses.distillation is not None else th.zeros_like(losses.meanflow)
         logs = th.stack(
@@ -592,6 +567,7 @@ class SOM(OffPolicyAlgorithm):
                 losses.target.score.norm(dim=-1).mean(),
                 losses.target.velocity.norm(dim=-1).mean(),
                 (one_step_actions.abs() > FACE_THRESHOLD).float().mean(),
+                losses.target.effective_sample_size.mean(),
             ]
         )
         return losses.total, logs

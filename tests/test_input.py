@@ -131,7 +131,7 @@ def test_settings_that_relate_to_each_other_are_checked_before_the_first_update(
         (dict(alpha=-1.0), "alpha"),
         (dict(n_score_samples=0), "n_score_samples"),
         (dict(custom_objects=dict(alpha=-1.0)), "alpha"),
-        (dict(custom_objects=dict(score_estimator="tweedie")), "score_estimator"),
+        (dict(custom_objects=dict(n_score_samples=1)), "n_score_samples"),
         (dict(alpha=1e6), "alpha"),
         (dict(n_action_candidates=0), "n_action_candidates"),
         (dict(action_candidates_when="stochastic"), "action_candidates_when"),
