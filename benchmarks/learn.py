@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import copy
 import importlib.util
 import inspect
 import json
@@ -379,7 +380,9 @@ def run(args: argparse.Namespace) -> OffPolicyAlgorithm | None:
         drop_lines_after(args.out, runner["run"], model.num_timesteps)
         print(f"resuming {args.out} from step {model.num_timesteps} ({saved[max(saved)]})")
     else:
-        hyperparams = with_schedules({**zoo_hyperparams(args.algo, args.env), **args.hyperparams})
+        # a copy: SB3 writes into the policy_kwargs dict it is given (SAC adds use_sde), and args.hyperparams is
+        # what a resumed run is compared with
+        hyperparams = with_schedules({**zoo_hyperparams(args.algo, args.env), **copy.deepcopy(args.hyperparams)})
         model = ALGOS[args.algo](env=args.env, seed=args.seed, device=args.device, **hyperparams)
         eval_env = Monitor(gym.make(args.env))
         eval_env.reset(seed=10_000 + args.seed)

@@ -13,12 +13,22 @@ Shapes: actions (B, d), times (B, 1).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch as th
 from torch import nn
 from torch.func import jvp
 from torch.nn import functional as F
+
+# torch's forward-mode AD loads its JVP decompositions at its first use, scripting them with torch.jit.script,
+# which warns that torch.jit.script is deprecated (a torch-internal call, not SOM's): loaded here with that one
+# warning filtered, so that the first gradient step passes under ``python -W error``
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=DeprecationWarning)
+    from torch.autograd.forward_ad import _maybe_load_decompositions
+
+    _maybe_load_decompositions()
 
 # u(a_t (B, d), r (B, 1), t (B, 1)) -> (B, d)
 AverageVelocity = Callable[[th.Tensor, th.Tensor, th.Tensor], th.Tensor]

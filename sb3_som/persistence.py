@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import base64
+import errno
 import io
 import json
 import os
 import pathlib
+import pickletools
+import stat
+import sys
 import uuid
+import warnings
 import zipfile
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import cloudpickle
 from stable_baselines3.common.save_util import open_path
 
 REQUIRED_MEMBERS = ("data", "policy.pth")
@@ -22,18 +26,34 @@ REQUIRED_MEMBERS = ("data", "policy.pth")
 
 @contextmanager
 def atomic_path(path: str | os.PathLike[str], suffix: str) -> Iterator[pathlib.Path]:
-    """A temporary path in the directory of ``path``, renamed onto ``path`` when the block ends without error.
+    """Where to write ``path``'s new content: a temporary file beside it, renamed onto it when the block ends without
+    error, so that a failure leaves a file already at ``path`` as it was.
 
-    As SB3's ``save``, ``.suffix`` is added to a path without one and missing folders are created. If the
-    block raises, the temporary file is removed and a file already at ``path`` stays as it was.
+    Otherwise as SB3's ``save``: ``.suffix`` is added to a path without one, missing folders are created, a path
+    that is a folder is written to ``<path>_2`` (with a warning), a symbolic link is written through (its target
+    gets the content), the file's permissions are kept and a read-only file raises ``PermissionError``. Where the
+    rename would break what SB3 keeps, the file is written in place, as SB3 writes it: a file with other hard links
+    (they keep sharing its content) or one in a folder where no new file can be made.
     """
     target = pathlib.Path(path)
     if target.suffix == "":
         target = target.with_name(f"{target.name}.{suffix}")
+    if target.is_dir():
+        warnings.warn(f"Path '{target}' is a folder. Will save instead to {target}_2", stacklevel=3)
+        target = pathlib.Path(f"{target}_2")
+    target = pathlib.Path(os.path.realpath(target))  # through symbolic links, to the file they name
     target.parent.mkdir(parents=True, exist_ok=True)
+    existing = target.stat() if target.exists() else None
+    if existing is not None and not os.access(target, os.W_OK):
+        raise PermissionError(errno.EACCES, f"{os.strerror(errno.EACCES)}: cannot overwrite the read-only file", str(target))
+    if existing is not None and (existing.st_nlink > 1 or not os.access(target.parent, os.W_OK | os.X_OK)):
+        yield target
+        return
     temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         yield temporary
+        if existing is not None:
+            os.chmod(temporary, stat.S_IMODE(existing.st_mode))
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
@@ -46,7 +66,9 @@ def check_model_file(
 
     Checked without building the model: the file is a zip archive whose members pass their CRC check,
     ``data`` and ``policy.pth`` are present, ``data`` is JSON, every ``.pth`` member is a complete torch file,
-    and the saved policy class (or ``custom_objects["policy_class"]``) is a subclass of ``policy_base``.
+    and the saved policy class (or ``custom_objects["policy_class"]``) is a subclass of ``policy_base``: the class
+    is read by its name from the pickle's opcodes, so nothing the file holds runs here (SB3's load then unpickles it,
+    as for any SB3 model); a class of another package is left for SB3's load to restore.
     For another algorithm's file the error names that algorithm and its ``load``.
     """
     file = open_path(path, "r", verbose=0, suffix="zip")
@@ -77,12 +99,21 @@ def check_model_file(
     saved_policy = data.get("policy_class") if isinstance(data, dict) else None
     if custom_objects is not None and "policy_class" in custom_objects:
         policy_class = custom_objects["policy_class"]
+        if isinstance(policy_class, type) and issubclass(policy_class, policy_base):
+            return
+        module, class_name = getattr(policy_class, "__module__", ""), getattr(policy_class, "__name__", "")
     else:
-        policy_class = _deserialize(saved_policy)
-    if isinstance(policy_class, type) and issubclass(policy_class, policy_base):
-        return
-    module = saved_policy.get("__module__", "") if isinstance(saved_policy, dict) else ""
-    class_name = policy_class.__name__ if isinstance(policy_class, type) else ""
+        # the class is read by name from the pickle's opcodes, without unpickling it: nothing in the file runs here
+        reference = _pickled_reference(saved_policy)
+        if reference is None:
+            return  # not a class saved by reference: SB3's load restores it (running the file's pickle, as SB3 does)
+        module, class_name = reference
+        if module == policy_base.__module__:
+            known = getattr(sys.modules[module], class_name, None)
+            if isinstance(known, type) and issubclass(known, policy_base):
+                return
+        elif _algorithm_of(module, class_name) is None:
+            return  # a class of another package (a user's own policy): SB3's load restores it, SOM.load checks it
     described = ".".join(part for part in (module, class_name) if part) or "unknown"
     algorithm = _algorithm_of(module, class_name)
     if algorithm:
@@ -92,18 +123,29 @@ def check_model_file(
     )
 
 
+def _pickled_reference(entry: Any) -> tuple[str, str] | None:
+    """``(module, name)`` of an SB3 ``data`` entry that pickles one class by reference, read from the pickle's opcodes
+    (nothing is unpickled or imported); ``None`` for anything else (a class pickled by value, a damaged entry)."""
+    try:
+        payload = base64.b64decode(entry[":serialized:"].encode())
+        strings: list[str] = []
+        references = []
+        for opcode, argument, _ in pickletools.genops(payload):
+            if opcode.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+                strings.append(argument)
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                references.append((strings[-2], strings[-1]))
+            elif opcode.name == "GLOBAL":
+                references.append(tuple(argument.split(" ", 1)))
+    except Exception:  # not an SB3 entry, or not a pickle
+        return None
+    return references[0] if len(references) == 1 else None
+
+
 def _is_torch_file(archive: zipfile.ZipFile, member: str) -> bool:
     """Whether ``member`` is a complete torch file (``torch.save`` writes a zip archive, its directory last)."""
     with archive.open(member) as member_file:
         return zipfile.is_zipfile(member_file)
-
-
-def _deserialize(entry: Any) -> Any:
-    """The object SB3 serialised into a ``data`` entry, or ``None`` where it cannot be restored here."""
-    try:
-        return cloudpickle.loads(base64.b64decode(entry[":serialized:"].encode()))
-    except Exception:  # any error of unpickling (a class from a package not installed here, a damaged entry)
-        return None
 
 
 def _algorithm_of(module: str, class_name: str) -> str | None:

@@ -361,9 +361,9 @@ class MeanFlowPolicy(BasePolicy):
         else:
             noise = th.randn(batch_size * n, self.actor.action_dim, device=actor_features.device)
         candidates = self.actor.sample(actor_features.repeat_interleave(n, dim=0), noise)
-        q_values = q_at_states(self.critic, critic_features, candidates.view(batch_size, n, -1), "min")
-        best = q_values.argmax(dim=1)
-        return candidates.view(batch_size, n, -1)[th.arange(batch_size, device=best.device), best]
+        candidates = candidates.view(batch_size, n, self.actor.action_dim)  # explicit sizes: B may be 0
+        best = q_at_states(self.critic, critic_features, candidates, "min").argmax(dim=1)
+        return candidates[th.arange(batch_size, device=best.device), best]
 
     def set_training_mode(self, mode: bool) -> None:
         self.actor.set_training_mode(mode)

@@ -46,6 +46,7 @@ from sb3_som.validation import (
     check_choice,
     check_fraction,
     check_int,
+    check_no_sac_only_arguments,
     check_non_negative,
     check_optional_schedule,
     check_positive,
@@ -113,6 +114,9 @@ STEP_LOGS = (
 # an action coordinate beyond this (in the normalised box [-1, 1]) counts as on a face, for train/face_fraction
 FACE_THRESHOLD = 0.98
 
+# rewards from this magnitude on are named as the cause of a non-finite loss: Q ~ r / (1 - gamma) and its squared
+# TD error then approach float32's largest value (3.4e38)
+LARGE_REWARD = 1e15
 MAX_ALPHA = 1e4
 # alpha="auto" is AUTO_ALPHA * sqrt(d) for d action dimensions: the same greediness per action dimension whatever d
 AUTO_ALPHA = 10.0
@@ -272,6 +276,11 @@ class SOM(OffPolicyAlgorithm):
     critic: ContinuousCritic
     critic_target: ContinuousCritic
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> SOM:
+        # SAC's arguments that SOM does not take, refused with what replaces them before Python's own TypeError
+        check_no_sac_only_arguments(kwargs, kwargs.get("policy_kwargs"))
+        return super().__new__(cls)
+
     def __init__(
         self,
         policy: str | type[MeanFlowPolicy],
@@ -379,6 +388,10 @@ class SOM(OffPolicyAlgorithm):
         self._validate_settings()
         if _init_setup_model:
             self._setup_model()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the compiled loss functions are bound to this instance: a copy or an unpickled model compiles its own
+        return {**self.__dict__, "_compiled_losses": None}
 
     def __setattr__(self, name: str, value: Any) -> None:
         # a setting is checked whenever it is assigned, at construction or later (``model.alpha = 0.5``)
@@ -606,12 +619,14 @@ class SOM(OffPolicyAlgorithm):
         snapshot = TrainingSnapshot(self.policy, optimizers)
         critic_loss_function, actor_loss_function = self._loss_functions()
         log_sums = th.zeros(len(STEP_LOGS), device=self.device)
+        reward_peak = th.zeros((), device=self.device)  # the largest |reward| sampled, for the error below
 
         cuda_graphs = self.compile_step and self.device.type == "cuda"
         for gradient_step in range(gradient_steps):
             if cuda_graphs:  # a new training iteration: the previous step's graph outputs are no longer read
                 th.compiler.cudagraph_mark_step_begin()
             replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
+            reward_peak = th.maximum(reward_peak, replay_data.rewards.abs().max())
             critic_loss, td_error_rms, q_mean = critic_loss_function(replay_data)
             self.critic.optimizer.zero_grad()
             critic_loss.backward()
@@ -632,10 +647,20 @@ class SOM(OffPolicyAlgorithm):
         not_finite = [name for name in ("critic_loss", "actor_loss") if not math.isfinite(logs[name])]
         if not_finite:
             snapshot.restore()
+            peak = reward_peak.item()
+            if not math.isfinite(peak):
+                cause = "The sampled rewards hold NaN or inf: check the environment's rewards."
+            elif peak >= LARGE_REWARD:
+                cause = (
+                    f"The sampled rewards reach |r| = {peak:.3g}: TD errors of that scale overflow float32 when squared. "
+                    "Scale the rewards down (a reward wrapper, or VecNormalize(norm_reward=True))."
+                )
+            else:
+                cause = "Check the observations for NaN/inf, or lower the learning rate."
             raise FloatingPointError(
                 f"SOM: {' and '.join(not_finite)} not finite in this train() call of {gradient_steps} gradient step(s); "
                 "training stopped, and the weights, target critic and optimizer states are those from before the call. "
-                "Check the rewards and observations for NaN/inf, or lower the learning rate."
+                + cause
             )
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
@@ -713,10 +738,17 @@ class SOM(OffPolicyAlgorithm):
         a truncated one raises ``ValueError`` naming it), settings given as ``kwargs`` or ``custom_objects`` are
         checked as at construction, and ``n_action_candidates``, ``action_candidates_when`` and ``sampling_steps`` set
         the loaded policy's.
+
+        .. warning::
+            As SB3's ``load``, this unpickles objects saved in the file (the policy class, schedules, spaces), which
+            can run arbitrary code: load only files you trust. SOM's own checks read the file's names and sizes
+            only; nothing in it runs before SB3's ``load`` does.
         """
         check_model_file(path, MeanFlowPolicy, custom_objects)
         inference_settings = {name: kwargs.pop(name) for name in INFERENCE_SETTINGS if name in kwargs}
         model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        if not isinstance(model.policy, MeanFlowPolicy):
+            raise ValueError(f"{path} does not hold a SOM model: its policy is a {type(model.policy).__name__}")
         model._validate_settings()
         for name, value in inference_settings.items():
             setattr(model, name, value)

@@ -14,7 +14,9 @@ which runs a script's ``if __name__ == "__main__":`` block in its module with so
   only line that rl-zoo3 2.9 accepts) has as ``_generate_metadata``: :func:`generate_metadata` fills the gap.
   The model card of a SOM agent names SOM and loads it with sb3-som (:func:`som_model_card`).
 - ``load_from_hub`` treats a missing ``vec_normalize.pkl`` as "no normalization" only when the download raises
-  requests' ``HTTPError``; huggingface_hub 1.x and later raise ``EntryNotFoundError``, which counts as well here.
+  requests' ``HTTPError``; huggingface_hub 1.x and later raise ``RemoteEntryNotFoundError`` for a file the Hub does
+  not have, which counts as well here (a download that fails for another reason, such as no connection and no
+  cached copy, still raises).
 """
 
 from __future__ import annotations
@@ -151,10 +153,25 @@ def run_main_block(module_name: str, **replacements: Any) -> None:
     """Run the ``if __name__ == "__main__":`` block of a module in that module, with some of its names replaced.
 
     The module is imported (so its functions see the replacements as their globals), then only the body of
-    its main block runs, with the module's file name and line numbers in tracebacks.
+    its main block runs, with the module's file name and line numbers in tracebacks; the replaced names get their
+    own values back afterwards.
     """
     module = importlib.import_module(module_name)
+    missing = object()
+    originals = {name: vars(module).get(name, missing) for name in replacements}
     vars(module).update(replacements)
+    try:
+        _run_main_block(module, module_name)
+    finally:
+        for name, value in originals.items():
+            if value is missing:
+                vars(module).pop(name, None)
+            else:
+                vars(module)[name] = value
+
+
+def _run_main_block(module: Any, module_name: str) -> None:
+    """Run the body of ``module``'s ``if __name__ == "__main__":`` block in the module's namespace."""
     tree = ast.parse(inspect.getsource(module))
     guard = "__name__ == '__main__'"
     main_blocks = [node for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test) == guard]
@@ -319,11 +336,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.argv = [f"{PROG} {command}", *rest]
         run_push_to_hub()
     elif command == "load_from_hub":
-        from huggingface_hub.errors import EntryNotFoundError
+        from huggingface_hub.errors import RemoteEntryNotFoundError
         from requests.exceptions import HTTPError
 
         sys.argv = [f"{PROG} {command}", *rest]
-        run_main_block(module_name, HTTPError=(HTTPError, EntryNotFoundError))
+        run_main_block(module_name, HTTPError=(HTTPError, RemoteEntryNotFoundError))
     else:
         sys.argv = [module_name, *rest]
         runpy.run_module(module_name, run_name="__main__", alter_sys=True)

@@ -213,3 +213,13 @@ def test_report_marks_a_curve_whose_segments_ran_on_different_code(
     # lines written before runs recorded their commit form one segment
     unrecorded = [{key: value for key, value in json.loads(text).items() if key != "commit"} for text in lines]
     assert learn.code_segments(unrecorded) == {}
+
+
+def test_a_sac_run_given_policy_kwargs_resumes_with_the_same_command(learn: ModuleType, tmp_path: Path):
+    # SAC writes use_sde into the policy_kwargs dict it gets; the runner compares the command's --hyperparams
+    command = ["run", "--algo", "sac", "--env", "Pendulum-v1", "--seed", "0", "--timesteps", "200", "--eval-every", "100",
+               "--eval-episodes", "1", "--hyperparams", "policy_kwargs={'net_arch': [16]}", "learning_starts=50",
+               "batch_size=16", "--checkpoint-every", "100", "--checkpoint-dir", str(tmp_path / "checkpoints"),
+               "--out", str(tmp_path / "runs.jsonl")]  # fmt: skip
+    assert learn.run(learn.parse_args([*command, "--stop-at", "100"])).num_timesteps < 200
+    assert learn.run(learn.parse_args(command)).num_timesteps >= 200  # resumed, not refused

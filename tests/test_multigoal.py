@@ -1,0 +1,43 @@
+"""The sequential multi-goal task MultiGoalPointMass-v0: soft Q-learning's dynamics, costs and goals."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import sb3_som  # noqa: F401  (registers the task)
+from sb3_som.envs import MultiGoalPointMass
+
+
+@pytest.mark.parametrize("make_id", ["MultiGoalPointMass-v0", "sb3_som:MultiGoalPointMass-v0"])
+def test_the_task_is_registered_with_its_thirty_step_limit(make_id):
+    env = gym.make(make_id)
+    observation, _ = env.reset(seed=0)
+    assert env.observation_space.contains(observation) and np.abs(observation).max() < 0.5  # starts near the origin
+    truncations = []
+    for _ in range(30):
+        _, _, terminated, truncated, info = env.step(np.zeros(2, np.float32))  # staying put reaches no goal
+        assert not terminated and info["goal"] == -1
+        truncations.append(truncated)
+    assert truncations == [False] * 29 + [True]
+
+
+@pytest.mark.parametrize("goal", range(4))
+def test_moving_straight_to_a_goal_ends_the_episode_there_with_its_reward(goal):
+    env = gym.make("MultiGoalPointMass-v0")
+    position, _ = env.reset(seed=1)
+    direction = MultiGoalPointMass.GOALS[goal] / 5.0
+    total = 0.0
+    for _ in range(10):
+        action = np.clip(direction * 1.5, -1, 1).astype(np.float32)  # clipped to the velocity bound of 1
+        next_position, reward, terminated, truncated, info = env.step(action)
+        distance = np.linalg.norm(next_position - MultiGoalPointMass.GOALS, axis=1).min()
+        expected = -30.0 * float(np.clip(action, -1, 1) @ np.clip(action, -1, 1)) - distance**2 + 10.0 * terminated
+        assert reward == pytest.approx(expected, rel=1e-5)
+        np.testing.assert_allclose(next_position, np.clip(position + np.clip(action, -1, 1), -7, 7), rtol=1e-6)
+        position, total = next_position, total + reward
+        if terminated:
+            break
+    assert terminated and not truncated and info["goal"] == goal and distance < 1.0
+    assert total < 10.0  # no return exceeds the goal reward
