@@ -99,7 +99,10 @@ def done(out: str, kind: str) -> set[tuple]:
 
 
 def table(paths: list[str]) -> None:
-    rows = [json.loads(line) for path in paths for line in open(path)]
+    rows = []
+    for path in paths:
+        with open(path) as lines:
+            rows += [json.loads(line) for line in lines]
     runs = defaultdict(list)
     for row in rows:
         if row["kind"] == "run":
