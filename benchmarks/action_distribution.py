@@ -27,7 +27,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from learn import FINAL_EVAL_SEED
 from sb3_som import SOM
-from sb3_som.som import FACE_THRESHOLD
+from sb3_som.objective import FACE_THRESHOLD
 
 BANDWIDTH = 0.08  # the kernel's standard deviation, in box units
 MODE_PROMINENCE = 0.3  # a mode rises at least this share of the highest density above the valleys around it

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import math
 from functools import partial
 from typing import Any
 
@@ -18,15 +17,15 @@ import torch as th
 from gymnasium import spaces
 
 from sb3_som.meanflow import network_velocity_jvp
-from sb3_som.objective import FlowTargetConfig, actor_losses
+from sb3_som.objective import FlowTargetConfig, actor_batch_size, actor_losses
 from sb3_som.paths import LinearPath, NoisePath
 from sb3_som.policies import MeanFlowActor, MeanFlowPolicy
 from sb3_som.score import QFunction
 from sb3_som.som import SOM
 
 SOM_DEFAULTS = {name: parameter.default for name, parameter in inspect.signature(SOM.__init__).parameters.items()}
-# states per actor update at SOM's defaults: the first ceil(actor_batch_fraction * batch_size) of each batch
-DEFAULT_ACTOR_BATCH = math.ceil(SOM_DEFAULTS["actor_batch_fraction"] * SOM_DEFAULTS["batch_size"])
+# states per actor update at SOM's defaults
+DEFAULT_ACTOR_BATCH = actor_batch_size(SOM_DEFAULTS["batch_size"])
 
 
 def default_flow_config(**overrides: Any) -> FlowTargetConfig:

@@ -5,9 +5,8 @@ Measures, as medians of ``--repeats`` repeats:
 (b) time per gradient step (``model.train(gradient_steps, batch_size)`` on a filled buffer), eager and with
     ``compile_step=True``;
 (c) the same SOM actor sampled with k = 1, 2, 5, 10, 20 steps;
-(d) SOM's gradient step with one setting changed at a time (``LEVERS``: K, the estimator, the share of proposals
-    drawn around the policy, the critics that value the proposals, the self-distillation's steps, the share of the
-    batch the actor's update uses), each timed in alternation with SAC's;
+(d) SOM's gradient step with one setting changed at a time (``LEVERS``: K and the self-distillation's steps), each
+    timed in alternation with SAC's;
 (e) the score estimation's achieved GFLOP/s against this machine's measured fp32 matmul rate;
 (f) ``learn()``: environment steps per second with a gradient step after each, SOM (eager and compiled) and SAC
     in alternation, ``--learn-steps`` steps per timing.
@@ -31,26 +30,18 @@ from stable_baselines3 import SAC
 
 from sb3_som import SOM
 from sb3_som.critic_values import proposal_q_function
+from sb3_som.objective import MEAN_FLOW_FRACTION, PATH
 from sb3_som.paths import sample_r_t
-from sb3_som.score import FACE_MARGIN, estimate_velocity
+from sb3_som.score import estimate_velocity, first_stage_size
 
 NET = dict(net_arch=[256, 256])
 # part (d): one change at a time from SOM's defaults
 LEVERS: list[dict[str, object]] = [
     {},
     {"n_score_samples": 8},
-    {"n_score_samples": 12},
     {"n_score_samples": 32},
-    {"score_estimator": "posterior"},
-    {"policy_proposal_fraction": 0.0},
-    {"policy_proposal_fraction": 0.25},
-    {"n_score_samples": 12, "policy_proposal_fraction": 0.0},
-    {"n_score_samples": 12, "policy_proposal_fraction": 0.34},
-    {"n_score_samples": 16, "policy_proposal_fraction": 0.5},
-    {"score_critic": "min"},
     {"distillation_steps": 4},
     {"distillation_steps": 0},
-    {"actor_batch_fraction": 1.0},
 ]
 
 
@@ -95,38 +86,31 @@ def critic_row_flops(model: SOM) -> int:
 def score_gflops(som: SOM, batch: int, repeats: int, device: str) -> None:
     """Part (e): time one score estimation at the defaults and count its critic FLOPs.
 
-    Forward rows: batch * K * critics; the gradient rows (the states whose proposal centre lies inside the face
-    margin in some dimension) add one backward pass to the input (about the forward's FLOPs again). Compared with
-    a plain matmul of the same row count through one 256 x 256 layer.
+    Forward rows: batch * K through the first Q network; the first stage's rows (a quarter of K) add one backward
+    pass to the input (about the forward's FLOPs again). Compared with a plain matmul of the same row count through
+    one 256 x 256 layer.
     """
     config = som.flow_config
     observations = som.replay_buffer.sample(batch).observations
     with th.no_grad():
         features = som.critic.extract_features(observations, som.critic.features_extractor)
     a_t = 2 * th.rand(batch, som.actor.action_dim, device=som.device) - 1
-    _, t = sample_r_t(batch, config.time_sampler, config.mean_flow_fraction, device=som.device)
-    path = som.flow_path
-    m_t, proposal_std = path.mean_coef(t), path.std(t) / path.mean_coef(t)
-    may_take_gradient = (1 - (a_t / m_t).abs() >= FACE_MARGIN * proposal_std).any(dim=-1)  # as estimate_velocity decides
-    gradient_rows = int(may_take_gradient.sum()) if config.score_estimator == "hybrid" else 0
-    critics = 1 if som.score_critic == "first" else len(som.critic.q_networks)
-    flops = critic_row_flops(som) * critics * config.n_score_samples * (batch + gradient_rows)
-    q_function = proposal_q_function(som.critic, features, som.score_critic)
+    _, t = sample_r_t(batch, MEAN_FLOW_FRACTION, device=som.device)
+    gradient_rows = batch * first_stage_size(config.n_score_samples)
+    flops = critic_row_flops(som) * (config.n_score_samples * batch + gradient_rows)
+    q_function = proposal_q_function(som.critic, features, "first")
 
     def estimate() -> None:
-        estimate_velocity(
-            path, a_t, t, q_function, config.alpha, config.n_score_samples, config.score_estimator, q_scale=th.tensor(1.0)
-        )
+        estimate_velocity(PATH, a_t, t, q_function, config.alpha, config.n_score_samples, q_scale=th.tensor(1.0))
 
     seconds = median_seconds(estimate, repeats, 10, device)
     rows = batch * config.n_score_samples
     left, right = th.randn(rows, 256, device=som.device), th.randn(256, 256, device=som.device)
     matmul_seconds = median_seconds(lambda: left @ right, repeats, 50, device)
     matmul_rate = 2 * rows * 256 * 256 / matmul_seconds / 1e9
-    print(f"\n## Score estimation throughput (defaults: K = {config.n_score_samples}, {som.score_critic} critic, "
-          f"{config.score_estimator} estimator, batch {batch})\n")  # fmt: skip
+    print(f"\n## Score estimation throughput (defaults: K = {config.n_score_samples}, batch {batch})\n")
     print("| quantity | value |\n|---|---|")
-    print(f"| critic FLOPs per estimate ({gradient_rows} of {batch} states on the gradient form) | {flops / 1e9:.3f} GFLOP |")
+    print(f"| critic FLOPs per estimate (with the first stage's gradients) | {flops / 1e9:.3f} GFLOP |")
     print(f"| time per estimate | {seconds * 1e3:.2f} ms |")
     print(f"| achieved | {flops / seconds / 1e9:.0f} GFLOP/s |")
     print(f"| fp32 matmul ({rows} x 256 x 256), measured | {matmul_rate:.0f} GFLOP/s |")
@@ -218,7 +202,7 @@ def main() -> None:
         lambda: som.train(args.grad_steps, batch), lambda: sac.train(args.grad_steps, batch), args.repeats, 1, device
     )
     t_som, t_sac = t_som / args.grad_steps, t_sac / args.grad_steps
-    name = f"gradient step (defaults: K = {som.n_score_samples}, {som.score_critic} critic)"
+    name = f"gradient step (defaults: K = {som.n_score_samples})"
     print(f"| {name} | {t_som * 1e3:.2f} | {t_sac * 1e3:.2f} | {ratio:.2f} |")
     som.compile_step = True
     start = time.perf_counter()

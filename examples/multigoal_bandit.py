@@ -1,6 +1,8 @@
 """SOM on the six-mode bandit: one network call per action, several action modes covered.
 
-Prints how many one-step actions land on each mode (even modes carry twice the reward mass).
+The reward is a mixture of six bumps on a circle; the even ones carry twice the mass of the odd ones, so a policy
+that samples the reward's Boltzmann distribution puts about twice as many actions on each even mode as on each odd
+one. A unimodal policy (TD3's, a narrow Gaussian) sits on one mode; a broad one covers the box.
 """
 
 import torch as th
@@ -14,8 +16,11 @@ model = SOM(
 )
 model.learn(2500, progress_bar=True)
 
-observations = th.zeros(2000, 1).numpy()
-actions, _ = model.predict(observations)
+actions, _ = model.predict(th.zeros(2000, 1).numpy())  # 2,000 stochastic one-step actions
 modes = env.mixture.nearest_mode(th.as_tensor(actions))
-print("actions per mode:", [int((modes == i).sum()) for i in range(6)], "off-mode:", int((modes < 0).sum()))
-print("mean reward:", float(env.reward(actions).mean()))
+counts = [int((modes == i).sum()) for i in range(6)]
+print("actions per mode (even, odd, even, ...):", counts, "  off every mode:", int((modes < 0).sum()))
+print(f"modes holding at least 5% of the actions: {sum(c >= 100 for c in counts)} of 6")
+heavy, light = sum(counts[0::2]), sum(counts[1::2])
+print(f"actions on the heavy modes per action on the light ones: {heavy / max(light, 1):.2f} (the reward's ratio: 2)")
+print(f"mean reward {float(env.reward(actions).mean()):.3f} (one mode's peak is 1; a uniform policy earns about 0.07)")

@@ -26,15 +26,23 @@ def positive_int(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m sb3_som", description="Train SOM on a Gymnasium task, evaluate it and save it."
+        prog="python -m sb3_som",
+        description="Train SOM on a Gymnasium task, evaluate it and save it.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--env", default="Pendulum-v1", help="Gymnasium environment id")
     parser.add_argument("--timesteps", type=positive_int, default=10_000, help="environment steps to train for")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the model, the environment and the evaluation")
     parser.add_argument("--eval-episodes", type=positive_int, default=10, help="deterministic evaluation episodes")
-    parser.add_argument("--save", default="som_pendulum", help="path of the saved model (.zip is added)")
-    parser.add_argument("--no-progress-bar", action="store_true")
+    parser.add_argument(
+        "--save",
+        default=argparse.SUPPRESS,
+        help="path of the saved model, .zip added (default: som_ENV, e.g. som_pendulum_v1)",
+    )
+    parser.add_argument("--no-progress-bar", action="store_true", help="train without the progress bar")
     args = parser.parse_args(argv)
+    if "save" not in vars(args):
+        args.save = "som_" + args.env.split(":")[-1].lower().replace("-", "_")
 
     try:
         env = gym.make(args.env)

@@ -17,6 +17,9 @@ SCORE_CRITICS = ("min", "first")
 # what floors the Q scale: the Q networks' disagreement about the action profile (``action_profile``) or the first
 # critic's RMS TD error on the batch; "auto" is the disagreement with two Q networks or more, the TD error with one
 Q_SCALE_FLOORS = ("auto", "critic_disagreement", "td_error")
+# the Q scale is at least this share of the mean |Q| at the states: Q differences of float32 rounding (a relative
+# 1.2e-7) then move the target's logits by at most alpha * 1.2e-3, however well the Q networks agree
+MIN_RELATIVE_Q_SCALE = 1e-4
 # states of the batch and uniform actions per state that measure the spread of Q across actions
 Q_SPREAD_STATES = 32
 Q_SPREAD_ACTIONS = 16
@@ -69,7 +72,8 @@ def action_profile(critic: ContinuousCritic, features: th.Tensor, which: str) ->
     ``[-1, 1]^d`` per state, every Q network gives Q_i(s, a) (all rows in one call per network):
 
     - the spread: the standard deviation across the actions of the Q that ``which`` names ("min" or "first", as
-      for the proposals), averaged over the states, plus 1e-6 so that it can divide;
+      for the proposals), averaged over the states, at least ``MIN_RELATIVE_Q_SCALE`` times their mean |Q| (plus
+      1e-6 so that it can divide): what float32 rounding of Q cannot move;
     - the disagreement: each network's action profile ``Q_i(s, a) - mean_a Q_i(s, a)``, the standard deviation of
       the profiles across the networks, as a root mean square over the states and actions; with two networks
       ``|profile_1 - profile_2| / sqrt(2)``. It measures what the networks do not agree on about differences
@@ -84,7 +88,7 @@ def action_profile(critic: ContinuousCritic, features: th.Tensor, which: str) ->
     expanded = features.unsqueeze(1).expand(-1, Q_SPREAD_ACTIONS, -1)
     q_values = q_per_network(critic.q_networks, expanded, uniform_actions)  # (networks, states, actions)
     valued = q_values[0] if which == "first" else q_values.min(dim=0).values
-    spread = valued.std(dim=1).mean() + 1e-6
+    spread = th.maximum(valued.std(dim=1).mean(), MIN_RELATIVE_Q_SCALE * valued.abs().mean()) + 1e-6
     if q_values.shape[0] < 2:
         return spread, th.full_like(spread, math.nan)
     profiles = q_values - q_values.mean(dim=2, keepdim=True)  # (networks, states, actions)

@@ -1,6 +1,6 @@
-"""The SOM actor objective: MeanFlow regression onto the critic's velocity field (pure torch, no SB3).
+"""The SOM actor objective: MeanFlow regression onto the critic's velocity field.
 
-One call of :func:`actor_losses` is one actor update's loss:
+One call of :func:`actor_losses` (pure torch) is one actor update's loss:
 
 1. noise the clean actions ``a_0`` into ``a_t`` at sampled times ``(r, t)``;
 2. estimate the probability-flow velocity of ``exp(alpha Qn)`` at ``(a_t, t)`` from K critic rows
@@ -8,17 +8,44 @@ One call of :func:`actor_losses` is one actor update's loss:
 3. MeanFlow target ``v - (t - r) du/dt`` by one JVP, adaptive-weighted regression;
 4. optionally, self-distillation of the one-step map ``u(e, 0, 1)`` onto the network's own
    k-step sample from the same noise.
+
+:func:`actor_objective` assembles it for SOM's actor and critic (the student, its one-step samples as ``a_0``, the
+valuing critic and the Q scale) and returns the loss with its logs by name.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import partial
 
 import torch as th
+from stable_baselines3.common.policies import ContinuousCritic
+from stable_baselines3.common.type_aliases import PyTorchObs
 
-from sb3_som.meanflow import AverageVelocity, AverageVelocityJVP, adaptive_weighted_loss, meanflow_target, sample_actions
-from sb3_som.paths import NoisePath, sample_r_t
+from sb3_som.critic_values import action_profile, floored_q_scale, proposal_q_function
+from sb3_som.meanflow import (
+    AverageVelocity,
+    AverageVelocityJVP,
+    adaptive_weighted_loss,
+    meanflow_target,
+    network_velocity_jvp,
+    sample_actions,
+)
+from sb3_som.paths import LinearPath, NoisePath, sample_r_t
+from sb3_som.policies import MeanFlowActor
 from sb3_som.score import QFunction, VelocityTarget, estimate_velocity
+
+# share of each batch trained with r != t (the rest learns the instantaneous velocity)
+MEAN_FLOW_FRACTION = 0.75
+# power p of MeanFlow's adaptive loss weight 1 / (||delta||^2 + c)^p
+LOSS_WEIGHT_POWER = 0.5
+# share of the critic's batch whose first states the actor's update uses
+ACTOR_BATCH_FRACTION = 0.5
+# an action coordinate beyond this (in the normalised box [-1, 1]) counts as on a face, for the face_fraction log
+FACE_THRESHOLD = 0.98
+# the path from actions (t = 0) to noise (t = 1)
+PATH = LinearPath()
 
 
 @dataclass(frozen=True)
@@ -27,11 +54,8 @@ class FlowTargetConfig:
 
     alpha: float
     n_score_samples: int
-    time_sampler: str
-    mean_flow_fraction: float
     distillation_steps: int
     distillation_coef: float
-    loss_weight_power: float
 
 
 @dataclass
@@ -66,16 +90,85 @@ def actor_losses(
     :param u_jvp: ``u_fn`` and its time derivative along the flow in one call (None: ``torch.func.jvp``)
     """
     batch_size = a0.shape[0]
-    r, t = sample_r_t(batch_size, config.time_sampler, config.mean_flow_fraction, device=a0.device)
+    r, t = sample_r_t(batch_size, MEAN_FLOW_FRACTION, device=a0.device)
     a_t = path.noised(a0, t, th.randn_like(a0))
     target = estimate_velocity(
         path, a_t, t, q_function, alpha=config.alpha, n_samples=config.n_score_samples, q_scale=q_scale, anchor=a0
     )
     u, u_target = meanflow_target(u_fn, a_t, r, t, target.velocity, u_jvp)
-    meanflow = adaptive_weighted_loss(u, u_target, power=config.loss_weight_power)
+    meanflow = adaptive_weighted_loss(u, u_target, power=LOSS_WEIGHT_POWER)
     if config.distillation_steps == 0:
         return ActorLosses(meanflow, meanflow, None, target)
     with th.no_grad():
         teacher = sample_actions(u_fn, noise, config.distillation_steps)
-    distillation = adaptive_weighted_loss(one_step_velocity, noise - teacher, power=config.loss_weight_power)
+    distillation = adaptive_weighted_loss(one_step_velocity, noise - teacher, power=LOSS_WEIGHT_POWER)
     return ActorLosses(meanflow + config.distillation_coef * distillation, meanflow, distillation, target)
+
+
+def actor_batch_size(batch_size: int) -> int:
+    """States of a batch of ``batch_size`` that the actor's update uses: the first ``ceil(ACTOR_BATCH_FRACTION * B)``."""
+    return math.ceil(ACTOR_BATCH_FRACTION * batch_size)
+
+
+def first_rows(observations: PyTorchObs, n: int) -> PyTorchObs:
+    """The first ``n`` rows of a batch of observations (a tensor, or a dict of tensors for Dict spaces)."""
+    if isinstance(observations, dict):
+        return {key: value[:n] for key, value in observations.items()}
+    return observations[:n]
+
+
+def actor_objective(
+    actor: MeanFlowActor,
+    critic: ContinuousCritic,
+    observations: PyTorchObs,
+    config: FlowTargetConfig,
+    q_scale_floor: str,
+    td_error_rms: th.Tensor,
+) -> tuple[th.Tensor, dict[str, th.Tensor]]:
+    """One actor update's loss (scalar, with graph) and its logs by name (detached scalars).
+
+    The actor's own one-step samples at the first :func:`actor_batch_size` states of the batch are ``a_0``;
+    ``critic`` (the target critic) values the proposals through its first Q network and measures the Q scale: the
+    spread of Q across uniform actions, never below ``q_scale_floor``'s floor ("critic_disagreement": the Q
+    networks' disagreement about the action profile; "td_error": ``td_error_rms``, the critic's RMS TD error).
+    """
+    states = first_rows(observations, actor_batch_size(_batch_size(observations)))
+    actor_features = actor.extract_features(states, actor.features_extractor)
+    noise = th.randn(actor_features.shape[0], actor.action_dim, device=actor_features.device)
+    # u(e, 0, 1 | s): the self-distillation's student (hence the graph) and, detached, the one-step sample a_0
+    with th.set_grad_enabled(config.distillation_steps > 0):
+        one_step_velocity = actor.one_step_velocity(actor_features, noise)
+    a0 = (noise - one_step_velocity.detach()).clamp(-1.0, 1.0)
+    with th.no_grad():
+        critic_features = critic.extract_features(states, critic.features_extractor)
+        spread, disagreement = action_profile(critic, critic_features, "first")
+        q_scale = floored_q_scale(spread, disagreement if q_scale_floor == "critic_disagreement" else td_error_rms)
+    losses = actor_losses(
+        u_fn=actor.velocity_at(actor_features),
+        a0=a0,
+        noise=noise,
+        one_step_velocity=one_step_velocity,
+        path=PATH,
+        q_function=proposal_q_function(critic, critic_features, "first"),
+        config=config,
+        q_scale=q_scale,
+        u_jvp=network_velocity_jvp(partial(actor.network_input, actor_features), actor.velocity_net),
+    )
+    logs = {
+        "actor_loss": losses.total.detach(),
+        "meanflow_loss": losses.meanflow.detach(),
+        "q_scale": q_scale,
+        "q_spread": spread,
+        "q_disagreement": disagreement,
+        "target_velocity_norm": losses.target.velocity.norm(dim=-1).mean(),
+        "effective_sample_size": losses.target.effective_sample_size.mean(),
+        "face_fraction": (a0.abs() > FACE_THRESHOLD).float().mean(),
+    }
+    if losses.distillation is not None:
+        logs["distillation_loss"] = losses.distillation.detach()
+    return losses.total, logs
+
+
+def _batch_size(observations: PyTorchObs) -> int:
+    first = next(iter(observations.values())) if isinstance(observations, dict) else observations
+    return first.shape[0]

@@ -42,37 +42,6 @@ class NoisePath(ABC):
         return self.mean_coef(t) * a0 + self.std(t) * eps
 
 
-class VPPath(NoisePath):
-    """Variance-preserving path with the linear schedule ``beta(t) = b0 + t (b1 - b0)``.
-
-    ``m_t = exp(-(b0 t + (b1 - b0) t^2 / 2) / 2)``, ``s_t = sqrt(1 - m_t^2)``.
-    """
-
-    name = "vp"
-
-    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0):
-        self.beta_min = beta_min
-        self.beta_max = beta_max
-
-    def beta(self, t: th.Tensor) -> th.Tensor:
-        return self.beta_min + t * (self.beta_max - self.beta_min)
-
-    def mean_coef(self, t: th.Tensor) -> th.Tensor:
-        return th.exp(-0.5 * (self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2))
-
-    def std(self, t: th.Tensor) -> th.Tensor:
-        # 1 - m^2 = -expm1(log m^2) keeps precision at small t
-        return th.sqrt(-th.expm1(-(self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2)))
-
-    def mean_coef_dt(self, t: th.Tensor) -> th.Tensor:
-        return -0.5 * self.beta(t) * self.mean_coef(t)
-
-    def std_dt(self, t: th.Tensor) -> th.Tensor:
-        # s ds/dt = -m dm/dt = beta m^2 / 2
-        m = self.mean_coef(t)
-        return 0.5 * self.beta(t) * m**2 / self.std(t)
-
-
 class LinearPath(NoisePath):
     """MeanFlow's linear (rectified-flow) path ``a_t = (1 - t) a_0 + t e``."""
 
@@ -91,45 +60,18 @@ class LinearPath(NoisePath):
         return th.ones_like(t)
 
 
-def make_path(name: str, beta_min: float = 0.1, beta_max: float = 20.0) -> NoisePath:
-    """The noise path called ``name`` ("linear" or "vp")."""
-    if name == "linear":
-        return LinearPath()
-    if name == "vp":
-        return VPPath(beta_min, beta_max)
-    raise ValueError(f"noise_path must be 'linear' or 'vp', got {name!r}")
-
-
 T_EPS = 1e-3
 
 
-def sample_r_t(
-    batch_size: int,
-    sampler: str,
-    mean_flow_fraction: float,
-    device: th.device | str = "cpu",
-) -> tuple[th.Tensor, th.Tensor]:
-    """Draw the interval ``(r, t)`` of the average velocity, each of shape (batch, 1), ``r <= t``.
-
-    - ``"uniform"``: ``t ~ U[1e-3, 1 - 1e-3]``, ``r ~ U[0, t]``;
-    - ``"logit_normal"``: two draws of logit-normal(-0.4, 1), ``t = max``, ``r = min`` (MeanFlow's).
-
-    Then ``r = t`` (the instantaneous velocity) for all but a ``mean_flow_fraction`` of the batch.
-    """
+def sample_r_t(batch_size: int, mean_flow_fraction: float, device: th.device | str = "cpu") -> tuple[th.Tensor, th.Tensor]:
+    """Draw the interval ``(r, t)`` of the average velocity, each of shape (batch, 1), ``r <= t``: ``t ~ U[1e-3,
+    1 - 1e-3]``, ``r ~ U[0, t]``, then ``r = t`` (the instantaneous velocity) for all but a ``mean_flow_fraction`` of
+    the batch."""
     shape = (batch_size, 1)
-    if sampler == "uniform":
-        t = T_EPS + (1 - 2 * T_EPS) * th.rand(shape, device=device)
-        r = t * th.rand(shape, device=device)
-    elif sampler == "logit_normal":
-        pair = th.sigmoid(-0.4 + th.randn((batch_size, 2), device=device))
-        pair = pair.clamp(T_EPS, 1 - T_EPS)
-        t = pair.max(dim=1, keepdim=True).values
-        r = pair.min(dim=1, keepdim=True).values
-    else:
-        raise ValueError(f"time_sampler must be 'uniform' or 'logit_normal', got {sampler!r}")
+    t = T_EPS + (1 - 2 * T_EPS) * th.rand(shape, device=device)
+    r = t * th.rand(shape, device=device)
     keep_interval = th.rand(shape, device=device) < mean_flow_fraction
-    r = th.where(keep_interval, r, t)
-    return r, t
+    return th.where(keep_interval, r, t), t
 
 
 def time_features(t: th.Tensor, n_frequencies: int) -> th.Tensor:

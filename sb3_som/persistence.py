@@ -129,14 +129,15 @@ def _pickled_reference(entry: Any) -> tuple[str, str] | None:
     try:
         payload = base64.b64decode(entry[":serialized:"].encode())
         strings: list[str] = []
-        references = []
+        references: list[tuple[str, str]] = []
         for opcode, argument, _ in pickletools.genops(payload):
             if opcode.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
-                strings.append(argument)
+                strings.append(str(argument))
             elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
                 references.append((strings[-2], strings[-1]))
             elif opcode.name == "GLOBAL":
-                references.append(tuple(argument.split(" ", 1)))
+                module, _, name = str(argument).partition(" ")
+                references.append((module, name))
     except Exception:  # not an SB3 entry, or not a pickle
         return None
     return references[0] if len(references) == 1 else None

@@ -45,6 +45,8 @@ def check_finite_observation(observation: PyTorchObs) -> None:
 
 # Q networks of the critic unless ``n_critics`` says otherwise (SAC's twin critics)
 DEFAULT_N_CRITICS = 2
+# the hidden layers of the actor and of each Q network, as SAC's
+DEFAULT_NET_ARCH = (256, 256)
 
 
 class MeanFlowActor(BasePolicy):
@@ -227,7 +229,7 @@ class MeanFlowPolicy(BasePolicy):
             normalize_images=normalize_images,
         )
         if net_arch is None:
-            net_arch = [256, 256]
+            net_arch = list(DEFAULT_NET_ARCH)
         actor_arch, critic_arch = get_actor_critic_arch(net_arch)
         self.net_arch = net_arch
         self.activation_fn = activation_fn

@@ -17,7 +17,6 @@ from stable_baselines3.common import save_util
 
 from sb3_som import SOM, MlpMeanFlowPolicy
 from sb3_som.__main__ import main
-from sb3_som.paths import T_EPS, make_path
 
 TINY = dict(learning_starts=30, batch_size=16, n_score_samples=4, distillation_steps=2, policy_kwargs=dict(net_arch=[16]))
 
@@ -76,8 +75,7 @@ def test_numpy_numbers_are_accepted_and_stored_as_python_numbers(tmp_path):
         gamma=np.float32(0.99),
         tau=np.float32(0.005),
         target_update_interval=np.int32(1),
-        beta_max=np.float64(30.0),
-        mean_flow_fraction=np.float32(0.5),
+        distillation_coef=np.float64(0.5),
         distillation_steps=np.int64(2),
         n_action_candidates=np.int64(2),
         sampling_steps=np.int32(2),
@@ -104,7 +102,7 @@ def test_bools_strings_and_floats_for_integer_settings_are_refused(name, value):
 
 def test_settings_assigned_after_construction_are_checked_at_once():
     model = SOM("MlpPolicy", "Pendulum-v1", **TINY)
-    for name, value in [("alpha", -1.0), ("n_score_samples", 0), ("gamma", 1.5), ("noise_path", "cosine")]:
+    for name, value in [("alpha", -1.0), ("n_score_samples", 0), ("gamma", 1.5), ("q_scale_floor", "cosine")]:
         with pytest.raises(ValueError, match=name):
             setattr(model, name, value)
     with pytest.raises(ValueError, match="n_action_candidates"):
@@ -116,11 +114,11 @@ def test_settings_assigned_after_construction_are_checked_at_once():
 
 def test_settings_that_relate_to_each_other_are_checked_before_the_first_update():
     model = SOM("MlpPolicy", "Pendulum-v1", **TINY)
-    model.beta_min = 25.0  # above beta_max (20): checked with beta_max at learn
-    with pytest.raises(ValueError, match="beta_max"):
+    model.distillation_coef = 0.0  # with distillation_steps 2: checked with distillation_steps at learn
+    with pytest.raises(ValueError, match="distillation_coef"):
         model.learn(60)
     assert model.num_timesteps == 0 and model._n_updates == 0
-    model.beta_min, model.n_score_samples = 0.1, 10**6  # batch_size 16 x 10^6 proposals
+    model.distillation_coef, model.n_score_samples = 1.0, 10**6  # the actor's 8 states x 10^6 proposals
     with pytest.raises(ValueError, match="n_score_samples"):
         model.learn(60)
 
@@ -199,7 +197,10 @@ def test_best_of_n_changed_on_the_policy_predicts_a_batch():
     np.testing.assert_array_equal(first, second)
     model.policy.n_action_candidates = 1
     one_step, _ = model.predict(observations, deterministic=True)
-    np.testing.assert_array_equal(one_step, model.predict(observations, deterministic=True)[0])
+    with th.no_grad():  # one actor call at e = 0, rescaled to the action box
+        expected = model.policy.actor(th.as_tensor(observations), deterministic=True).numpy()
+    np.testing.assert_allclose(one_step, model.policy.unscale_action(expected), rtol=1e-6)
+    assert not np.array_equal(one_step, first)  # Best-of-4 kept another of its candidates at some states
 
 
 # observations
@@ -233,20 +234,12 @@ def test_a_nan_observation_during_training_stops_before_an_action_reaches_the_en
         (dict(alpha=math.inf), "alpha"),
         (dict(n_action_candidates=10**12), r"n_action_candidates must be <= 1024"),
         (dict(n_score_samples=10**12), r"n_score_samples=1000000000000 with batch_size=256 .* GiB"),
-        (dict(batch_size=2**20, n_score_samples=16), r"n_score_samples <= 4 at this batch_size"),
-        (dict(noise_path="vp", beta_max=500.0), r"beta_min \+ beta_max must be <= 320"),
+        (dict(batch_size=2**20, n_score_samples=16), r"n_score_samples <= 8 at this batch_size"),
     ],
 )
 def test_sizes_and_scales_beyond_their_bounds_are_refused_at_construction(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SOM("MlpPolicy", "Pendulum-v1", **kwargs)
-
-
-def test_the_vp_bound_is_where_the_paths_mean_coefficient_stays_a_normal_float32():
-    t = th.tensor([[1.0 - T_EPS]])
-    assert make_path("vp", 0.1, 319.9).mean_coef(t).item() > np.finfo(np.float32).tiny
-    assert make_path("vp", 0.1, 500.0).mean_coef(t).item() == 0.0  # the division in the score estimate gives NaN
-    SOM("MlpPolicy", "Pendulum-v1", noise_path="vp", beta_max=319.9, alpha=1e4)  # the bounds are accepted
 
 
 def test_a_degenerate_action_box_is_refused_naming_the_dimension():
@@ -416,3 +409,15 @@ def test_cli_evaluates_on_a_monitored_env_without_warnings(capsys, tmp_path):
     assert "over 1 episodes" in capsys.readouterr().out
     assert (tmp_path / "quick.zip").exists()
     assert not [warning for warning in caught if "Monitor" in str(warning.message)]
+
+
+def test_cli_help_shows_every_default_and_the_saved_name_follows_the_env(capsys, tmp_path, monkeypatch):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines at the terminal's width
+    for default in ("(default: Pendulum-v1)", "(default: 10000)", "(default: 0)", "(default: 10)", "(default: som_ENV"):
+        assert default in help_text, default
+    assert help_text.count("--no-progress-bar") == 2 and "train without the progress bar" in help_text
+    monkeypatch.chdir(tmp_path)
+    main(["--env", "MountainCarContinuous-v0", "--timesteps", "20", "--eval-episodes", "1", "--no-progress-bar"])
+    assert (tmp_path / "som_mountaincarcontinuous_v0.zip").exists()

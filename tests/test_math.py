@@ -16,7 +16,7 @@ from reference_targets import (
     posterior_mean_from_velocity,
 )
 from sb3_som.meanflow import adaptive_weighted_loss, meanflow_target, sample_actions, sequential_jvp
-from sb3_som.paths import LinearPath, VPPath, make_path, sample_r_t, time_features
+from sb3_som.paths import LinearPath, sample_r_t, time_features
 from sb3_som.score import (
     estimate_velocity,
     first_stage_size,
@@ -27,7 +27,7 @@ from sb3_som.score import (
     velocity_from_posterior_mean,
 )
 
-PATHS = [LinearPath(), VPPath(0.1, 20.0)]
+PATHS = [LinearPath()]
 TARGET = GaussianTarget(th.tensor([0.2, -0.1, 0.0]), 0.2)  # well inside the box
 
 
@@ -58,23 +58,15 @@ def test_path_derivatives_match_finite_differences(path):
         assert th.allclose(derivative(t), numeric, rtol=1e-5, atol=1e-7)
 
 
-def test_vp_path_is_variance_preserving_and_linear_path_interpolates():
+def test_linear_path_interpolates():
     t = th.rand(100, 1, dtype=th.float64)
-    vp = VPPath(0.1, 20.0)
-    assert th.allclose(vp.mean_coef(t) ** 2 + vp.std(t) ** 2, th.ones_like(t))
     a0, eps = th.randn(100, 3, dtype=th.float64), th.randn(100, 3, dtype=th.float64)
     assert th.allclose(LinearPath().noised(a0, t, eps), (1 - t) * a0 + t * eps)
 
 
-def test_make_path_rejects_unknown_names():
-    with pytest.raises(ValueError, match="noise_path"):
-        make_path("cosine")
-
-
-@pytest.mark.parametrize("sampler", ["uniform", "logit_normal"])
-def test_r_t_sampler_orders_times_and_keeps_the_requested_share_of_intervals(sampler):
+def test_r_t_sampler_orders_times_and_keeps_the_requested_share_of_intervals():
     th.manual_seed(0)
-    r, t = sample_r_t(20_000, sampler, 0.25)
+    r, t = sample_r_t(20_000, 0.25)
     assert r.shape == t.shape == (20_000, 1)
     assert (r <= t).all() and (t > 0).all() and (t < 1).all() and (r >= 0).all()
     assert abs((r != t).float().mean().item() - 0.25) < 0.02
@@ -127,10 +119,7 @@ def test_velocity_formulas_are_exact_with_the_exact_posterior_mean(path):
     a0_mean = (a_t + s**2 * score) / m  # Tweedie
     assert th.allclose(velocity_from_posterior_mean(path, a_t, t, a0_mean), exact, atol=1e-8)
     assert th.allclose(score_from_posterior_mean(path, a_t, t, a0_mean), score, atol=1e-8)
-    if isinstance(path, VPPath):
-        assert th.allclose(exact, -0.5 * path.beta(t) * (a_t + score), atol=1e-8)
-    else:
-        assert th.allclose(exact, -(a_t + t * score) / (1 - t), atol=1e-8)
+    assert th.allclose(exact, -(a_t + t * score) / (1 - t), atol=1e-8)
 
 
 def test_the_fit_is_the_exact_posterior_of_a_gaussian_target():
@@ -292,9 +281,7 @@ def integrate_flow(path, target: SeparableBoxTarget, estimated: bool, n: int, n_
 MASS_TOLERANCE = 0.03
 
 
-@pytest.mark.parametrize(
-    "path, target_name", [(LinearPath(), "linear_q"), (LinearPath(), "peaked_near_face"), (VPPath(), "linear_q")]
-)
+@pytest.mark.parametrize("path, target_name", [(LinearPath(), "linear_q"), (LinearPath(), "peaked_near_face")])
 def test_the_integrated_field_puts_the_targets_mass_at_the_face(path, target_name):
     target = FACE_TARGETS[target_name]
     actions = integrate_flow(path, target, True, 4000, 64)

@@ -144,11 +144,11 @@ def test_hyperparams_override_the_zoo_entry_and_are_recorded(
     out = tmp_path / "runs.jsonl"
     args = learn.parse_args(["run", "--algo", "som", "--env", "Pendulum-v1", "--seed", "0", "--timesteps", "150",
                              "--eval-every", "150", "--eval-episodes", "1", "--out", str(out),
-                             "--hyperparams", "alpha=30", "noise_path=vp"])  # fmt: skip
-    assert args.hyperparams == {"alpha": 30, "noise_path": "vp"}  # a literal, or else the word as a string
+                             "--hyperparams", "alpha=30", "q_scale_floor=td_error"])  # fmt: skip
+    assert args.hyperparams == {"alpha": 30, "q_scale_floor": "td_error"}  # a literal, or else the word as a string
     model = learn.run(args)
-    assert (model.alpha, model.noise_path, model.batch_size) == (30.0, "vp", TINY["batch_size"])
-    assert json.loads(out.read_text().splitlines()[0])["hyperparams"] == {"alpha": 30, "noise_path": "vp"}
+    assert (model.alpha, model.q_scale_floor, model.batch_size) == (30.0, "td_error", TINY["batch_size"])
+    assert json.loads(out.read_text().splitlines()[0])["hyperparams"] == {"alpha": 30, "q_scale_floor": "td_error"}
     with pytest.raises(SystemExit):
         learn.parse_args(["run", "--algo", "som", "--env", "Pendulum-v1", "--seed", "0", "--timesteps", "1",
                           "--out", str(out), "--hyperparams", "alpha"])  # fmt: skip
