@@ -24,7 +24,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "defaults": {},
     "distillation_coef3": dict(distillation_coef=3.0),
     "no_distillation": dict(distillation_steps=0),
-    "policy_proposals_4_of_16": dict(policy_proposal_fraction=0.25),
 }
 N = 2000
 

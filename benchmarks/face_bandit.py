@@ -52,15 +52,14 @@ def target_share_beyond(threshold: float, inverse_temperature: float) -> float:
     return float(density[grid > threshold].sum() / density.sum())
 
 
-def run(job: tuple[str, int, int]) -> dict[str, Any]:
-    estimator, seed, timesteps = job
+def run(job: tuple[int, int]) -> dict[str, Any]:
+    seed, timesteps = job
     th.set_num_threads(1)
-    model = SOM("MlpMeanFlowPolicy", FaceBandit(), learning_starts=200, score_estimator=estimator, seed=seed, device="cpu")
+    model = SOM("MlpMeanFlowPolicy", FaceBandit(), learning_starts=200, seed=seed, device="cpu")
     model.learn(timesteps)
     actions, _ = model.predict(np.zeros((N, 1), dtype=np.float32), deterministic=False)
     q_scale = float(model.logger.name_to_value["train/q_scale"])
     return dict(
-        estimator=estimator,
         seed=seed,
         share_beyond_098=float((actions > 0.98).mean()),
         mean_action=float(actions.mean()),
@@ -73,14 +72,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--timesteps", type=int, default=3000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--estimators", nargs="+", default=["hybrid", "posterior"])
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    jobs = [(estimator, seed, args.timesteps) for estimator in args.estimators for seed in args.seeds]
+    jobs = [(seed, args.timesteps) for seed in args.seeds]
     with Pool(args.workers) as pool:
         results = pool.map(run, jobs)
     print(f"# Face bandit (optimum 0.15 inside two faces), SOM defaults, {args.timesteps} steps, {N} stochastic actions\n")
-    columns = ("estimator", "seed", "share_beyond_098", "target_share_beyond_098", "mean_action", "q_scale")
+    columns = ("seed", "share_beyond_098", "target_share_beyond_098", "mean_action", "q_scale")
     print("| " + " | ".join(columns) + " |")
     print("|---" * len(columns) + "|")
     for result in results:

@@ -9,9 +9,8 @@ the mean of ``train/q_mean`` since the last evaluation. The last line also holds
 positions for the figure. ``report`` turns the lines into a table (final evaluation per seed) and a PNG of the curves
 and trajectories.
 
-    python benchmarks/multigoal.py run --algo som --seed 0 --out benchmarks/results/multigoal.jsonl
-    python benchmarks/multigoal.py report benchmarks/results/multigoal.jsonl --table benchmarks/results/multigoal.md \\
-        --png benchmarks/results/multigoal.png
+    python benchmarks/multigoal.py run --algo som --seed 0 --out multigoal_runs.jsonl
+    python benchmarks/multigoal.py report multigoal_runs.jsonl --table multigoal.md --png multigoal.png
 
 One run of 20,000 steps takes about 3 (SAC) to 6 (SOM) minutes on one core.
 """

@@ -103,8 +103,7 @@ def propose(a_t: th.Tensor, m_t: th.Tensor, s_t: th.Tensor, n_samples: int) -> t
     stratum ``pi_i(k)`` of ``[0, 1)`` (``pi_i`` a random permutation of the K strata, drawn per state and
     dimension) and a uniform point inside it. Each dimension's K uniforms cover all K strata,
     and each proposal is still, on its own, a draw of the truncated Gaussian, so the self-normalised estimates stay
-    consistent, with lower variance than independent draws at the same K
-    (``benchmarks/results/proposal_variance.md``).
+    consistent, with lower variance than independent draws at the same K.
 
     :param a_t: (B, d) noised actions
     :param m_t: (B, 1) mean coefficient; ``s_t``: (B, 1) noise scale
