@@ -41,7 +41,7 @@ def main() -> None:
     for path in args.models:
         model = SOM.load(path, device="cpu")
         for rule in RULES:
-            model.n_action_candidates, model.sampling_steps = rule["n_action_candidates"], rule["sampling_steps"]
+            model.policy.n_action_candidates, model.policy.sampling_steps = rule["n_action_candidates"], rule["sampling_steps"]
             returns = final_evaluation(model, args.env, args.episodes, rule["deterministic"])
             cells = (
                 path,

@@ -39,21 +39,12 @@ from sb3_som.validation import check_no_sac_only_arguments
 SelfSOM = TypeVar("SelfSOM", bound="SOM")
 
 
-def policy_setting(name: str, meaning: str) -> property:
-    """A model attribute that reads and sets the policy's setting ``name`` (checked there); may be changed at any time."""
-    return property(
-        lambda model: getattr(model.policy, name),
-        lambda model, value: setattr(model.policy, name, value),
-        doc=f"{meaning}: the policy's ``{name}``, changeable at any time.",
-    )
-
-
 # rewards from this magnitude on are named as the cause of a non-finite loss: Q ~ r / (1 - gamma) and its squared
 # TD error then approach float32's largest value (3.4e38)
 LARGE_REWARD = 1e15
 # alpha="auto" is AUTO_ALPHA * sqrt(d) for d action dimensions: the same greediness per action dimension whatever d
 AUTO_ALPHA = 10.0
-# the policy's inference settings: they live on the policy, SOM's arguments and attributes of these names reach them
+# the policy's inference settings (set through policy_kwargs or on model.policy): saved with their current values
 INFERENCE_SETTINGS = ("n_action_candidates", "action_candidates_when", "sampling_steps")
 
 
@@ -92,11 +83,6 @@ class SOM(OffPolicyAlgorithm):
         disagreement with two Q networks or more, the TD error with one)
     :param distillation_steps: steps of the network's own sampler that the one-step map is distilled onto (0: off)
     :param distillation_coef: weight of the self-distillation loss
-    :param n_action_candidates: Best-of-N when acting: N sampled actions per state, the critic's best kept (1: off);
-        the policy's setting (None: the policy's, 1)
-    :param action_candidates_when: "always" or "deterministic" (Best-of-N for ``predict(deterministic=True)`` only);
-        the policy's setting (None: "always")
-    :param sampling_steps: MeanFlow steps per action when acting (1: one network call); the actor's setting (None: 1)
     :param target_update_interval: update the target network every ``target_update_interval`` gradient steps
     :param compile_step: compute the critic's and the actor's losses through ``torch.compile`` (CUDA graphs on a GPU);
         the first gradient step compiles
@@ -145,9 +131,6 @@ class SOM(OffPolicyAlgorithm):
         q_scale_floor: str = DEFAULTS.q_scale_floor,
         distillation_steps: int = DEFAULTS.distillation_steps,
         distillation_coef: float = DEFAULTS.distillation_coef,
-        n_action_candidates: int | None = None,
-        action_candidates_when: str | None = None,
-        sampling_steps: int | None = None,
         target_update_interval: int = DEFAULTS.target_update_interval,
         compile_step: bool = DEFAULTS.compile_step,
         stats_window_size: int = 100,
@@ -164,16 +147,6 @@ class SOM(OffPolicyAlgorithm):
         if kwargs:
             raise TypeError(f"SOM.__init__() got an unexpected keyword argument {next(iter(kwargs))!r}")
         policy_kwargs = dict(policy_kwargs or {})
-        given = (n_action_candidates, action_candidates_when, sampling_steps)
-        for name, value in zip(INFERENCE_SETTINGS, given, strict=True):
-            if value is None:
-                continue  # the policy's default, or policy_kwargs'
-            if name in policy_kwargs and policy_kwargs[name] != value:
-                raise ValueError(
-                    f"{name} is given twice, as {value!r} and as policy_kwargs[{name!r}] = {policy_kwargs[name]!r}: "
-                    "give it once (both set the policy's setting)"
-                )
-            policy_kwargs[name] = value
         super().__init__(
             policy,
             env,
@@ -229,13 +202,6 @@ class SOM(OffPolicyAlgorithm):
         action_space = getattr(self, "action_space", None)  # not yet set while SB3's load builds the model
         action_dim = 0 if action_space is None else get_action_dim(action_space)
         validate_settings(self, self._n_critics, actor_batch_size(self.batch_size), action_dim + critic_width)
-
-    # the policy's inference settings, read and changed through the model (``model.n_action_candidates = 4``)
-    n_action_candidates = policy_setting("n_action_candidates", "Best-of-N when acting (1 = off)")
-    action_candidates_when = policy_setting(
-        "action_candidates_when", 'which actions Best-of-N picks, "always" or "deterministic"'
-    )
-    sampling_steps = policy_setting("sampling_steps", "MeanFlow steps per action when acting (the actor's)")
 
     def _setup_model(self) -> None:
         super()._setup_model()
@@ -476,7 +442,7 @@ class SOM(OffPolicyAlgorithm):
             raise ValueError(f"{path} does not hold a SOM model: its policy is a {type(model.policy).__name__}")
         model._validate_settings()
         for name, value in inference_settings.items():
-            setattr(model, name, value)
+            setattr(model.policy, name, value)
         return model
 
     def _excluded_save_params(self) -> list[str]:

@@ -120,7 +120,7 @@ def test_replay_buffer_save_load_and_resumed_training(tmp_path):
 
 
 def test_policy_only_save_and_load(tmp_path):
-    model = SOM("MlpPolicy", "Pendulum-v1", policy_kwargs=SMALL_NET, **SMALL, sampling_steps=3)
+    model = SOM("MlpPolicy", "Pendulum-v1", policy_kwargs={**SMALL_NET, "sampling_steps": 3}, **SMALL)
     model.policy.save(tmp_path / "policy.pth")
     policy = MlpMeanFlowPolicy.load(tmp_path / "policy.pth")
     observations = np.random.default_rng(0).uniform(-1, 1, (8, 3)).astype(np.float32)

@@ -77,8 +77,6 @@ def test_numpy_numbers_are_accepted_and_stored_as_python_numbers(tmp_path):
         target_update_interval=np.int32(1),
         distillation_coef=np.float64(0.5),
         distillation_steps=np.int64(2),
-        n_action_candidates=np.int64(2),
-        sampling_steps=np.int32(2),
     )
     model = SOM("MlpPolicy", "Pendulum-v1", learning_starts=30, policy_kwargs=dict(net_arch=[16]), **numpy_settings)
     for name, value in numpy_settings.items():
@@ -88,7 +86,7 @@ def test_numpy_numbers_are_accepted_and_stored_as_python_numbers(tmp_path):
     model.alpha = np.float64(3.0)
     assert type(model.alpha) is float
     model.save(tmp_path / "som")
-    assert SOM.load(tmp_path / "som").n_action_candidates == 2
+    assert SOM.load(tmp_path / "som").alpha == 3.0
 
 
 @pytest.mark.parametrize("name, value", [("n_score_samples", True), ("alpha", "1.0"), ("batch_size", np.float64(64.0))])
@@ -106,10 +104,15 @@ def test_settings_assigned_after_construction_are_checked_at_once():
         with pytest.raises(ValueError, match=name):
             setattr(model, name, value)
     with pytest.raises(ValueError, match="n_action_candidates"):
-        model.n_action_candidates = 0
+        model.policy.n_action_candidates = 0
     with pytest.raises(ValueError, match="sampling_steps"):
         model.policy.sampling_steps = 0
-    assert (model.alpha, model.n_score_samples, model.n_action_candidates, model.sampling_steps) == ("auto", 4, 1, 1)
+    assert (model.alpha, model.n_score_samples, model.policy.n_action_candidates, model.policy.sampling_steps) == (
+        "auto",
+        4,
+        1,
+        1,
+    )
 
 
 def test_settings_that_relate_to_each_other_are_checked_before_the_first_update():
@@ -145,30 +148,29 @@ def test_load_sets_the_policy_inference_settings_and_save_keeps_them(saved_model
     assert (model.policy.n_action_candidates, model.actor.sampling_steps, model.alpha) == (4, 3, 2.0)
     observations = np.random.default_rng(0).uniform(-1, 1, (8, 3)).astype(np.float32)
     actions, _ = model.predict(observations, deterministic=True)
-    model.action_candidates_when = "deterministic"
+    model.policy.action_candidates_when = "deterministic"
     model.save(tmp_path / "again")
     reloaded = SOM.load(tmp_path / "again")
-    assert (reloaded.n_action_candidates, reloaded.action_candidates_when, reloaded.sampling_steps) == (4, "deterministic", 3)
+    settings = (reloaded.policy.n_action_candidates, reloaded.policy.action_candidates_when, reloaded.policy.sampling_steps)
+    assert settings == (4, "deterministic", 3)
     assert SOM.load(tmp_path / "again", action_candidates_when="always").policy.action_candidates_when == "always"
     np.testing.assert_array_equal(reloaded.predict(observations, deterministic=True)[0], actions)
 
 
-def test_inference_settings_have_one_source_whichever_way_they_are_given():
+def test_inference_settings_live_on_the_policy_only():
     tiny = {**TINY, "policy_kwargs": dict(net_arch=[16])}
-    assert SOM("MlpPolicy", "Pendulum-v1", **tiny).n_action_candidates == 1  # the policy's default
-    assert SOM("MlpPolicy", "Pendulum-v1", **tiny, n_action_candidates=4).policy.n_action_candidates == 4
+    assert SOM("MlpPolicy", "Pendulum-v1", **tiny).policy.n_action_candidates == 1  # the policy's default
     from_kwargs = SOM("MlpPolicy", "Pendulum-v1", **{**tiny, "policy_kwargs": dict(net_arch=[16], sampling_steps=3)})
-    assert from_kwargs.actor.sampling_steps == 3
-    same = SOM(
-        "MlpPolicy", "Pendulum-v1", **{**tiny, "policy_kwargs": dict(net_arch=[16], sampling_steps=3)}, sampling_steps=3
-    )
-    assert same.sampling_steps == 3
-    with pytest.raises(ValueError, match=r"sampling_steps is given twice, as 2 and as policy_kwargs\['sampling_steps'\] = 3"):
-        SOM("MlpPolicy", "Pendulum-v1", **{**tiny, "policy_kwargs": dict(net_arch=[16], sampling_steps=3)}, sampling_steps=2)
+    assert from_kwargs.actor.sampling_steps == from_kwargs.policy.sampling_steps == 3
+    for name in ("n_action_candidates", "action_candidates_when", "sampling_steps"):
+        assert not hasattr(from_kwargs, name)  # no second copy on the model
+        with pytest.raises(TypeError, match=name):
+            SOM("MlpPolicy", "Pendulum-v1", **tiny, **{name: 1})
 
 
 def test_best_of_n_for_deterministic_actions_leaves_exploration_to_the_policy():
-    model = SOM("MlpPolicy", "Pendulum-v1", **TINY, seed=0, n_action_candidates=4, action_candidates_when="deterministic")
+    best_of_4 = dict(net_arch=[16], n_action_candidates=4, action_candidates_when="deterministic")
+    model = SOM("MlpPolicy", "Pendulum-v1", **{**TINY, "policy_kwargs": best_of_4}, seed=0)
     observations = th.as_tensor(np.random.default_rng(0).uniform(-1, 1, (64, 3)).astype(np.float32))
     with th.no_grad():
         th.manual_seed(1)
@@ -179,12 +181,12 @@ def test_best_of_n_for_deterministic_actions_leaves_exploration_to_the_policy():
         best = model.policy(observations, deterministic=True)
         np.testing.assert_array_equal(best.numpy(), model.policy._best_of_n(observations, deterministic=True).numpy())
         assert not th.equal(best, model.actor(observations, deterministic=True))  # Best-of-4 picks another action
-    model.action_candidates_when = "always"
+    model.policy.action_candidates_when = "always"
     with th.no_grad():
         th.manual_seed(1)
         assert not th.equal(model.policy(observations), sampled)
     with pytest.raises(ValueError, match=r"action_candidates_when must be one of \('always', 'deterministic'\)"):
-        model.action_candidates_when = "exploring"
+        model.policy.action_candidates_when = "exploring"
 
 
 def test_best_of_n_changed_on_the_policy_predicts_a_batch():
@@ -211,7 +213,7 @@ def test_non_finite_observations_are_refused_at_predict(bad):
     model = SOM("MlpPolicy", "Pendulum-v1", **TINY)
     with pytest.raises(ValueError, match="NaN or inf"):
         model.predict(np.array([bad, 0.0, 0.0], dtype=np.float32))
-    model.n_action_candidates = 3
+    model.policy.n_action_candidates = 3
     with pytest.raises(ValueError, match="NaN or inf"):
         model.predict(np.array([[0.0, bad, 0.0]], dtype=np.float32), deterministic=True)
 
@@ -232,7 +234,7 @@ def test_a_nan_observation_during_training_stops_before_an_action_reaches_the_en
     [
         (dict(alpha=1e30), r"alpha must be <= 10000.*overflow"),
         (dict(alpha=math.inf), "alpha"),
-        (dict(n_action_candidates=10**12), r"n_action_candidates must be <= 1024"),
+        (dict(policy_kwargs=dict(n_action_candidates=10**12)), r"n_action_candidates must be <= 1024"),
         (dict(n_score_samples=10**12), r"n_score_samples=1000000000000 with batch_size=256 .* GiB"),
         (dict(batch_size=2**20, n_score_samples=16), r"n_score_samples <= 8 at this batch_size"),
     ],

@@ -132,7 +132,7 @@ def test_saving_a_writable_file_in_a_folder_that_takes_no_new_file_works_as_sb3_
 
 
 def test_best_of_n_on_an_empty_batch_returns_an_empty_batch_of_actions():
-    model = SOM("MlpPolicy", "Pendulum-v1", **TINY, n_action_candidates=4)
+    model = SOM("MlpPolicy", "Pendulum-v1", **{**TINY, "policy_kwargs": dict(net_arch=[16], n_action_candidates=4)})
     for deterministic in (True, False):
         actions, _ = model.predict(np.zeros((0, 3), np.float32), deterministic=deterministic)
         assert actions.shape == (0, 1)

@@ -67,8 +67,8 @@ def test_public_api_and_sac_like_attributes():
         (dict(q_scale_floor="disagreement"), "q_scale_floor"),
         (dict(q_scale_floor="critic_disagreement", policy_kwargs=dict(n_critics=1)), "n_critics=1"),
         (dict(distillation_steps=-1), "distillation_steps"),
-        (dict(n_action_candidates=0), "n_action_candidates"),
-        (dict(sampling_steps=0), "sampling_steps"),
+        (dict(policy_kwargs=dict(n_action_candidates=0)), "n_action_candidates"),
+        (dict(policy_kwargs=dict(sampling_steps=0)), "sampling_steps"),
         (dict(tau=1.5), "tau"),
         (dict(batch_size=0), "batch_size"),
     ],
@@ -117,7 +117,12 @@ def test_predict_is_one_actor_call_and_no_critic_call_by_default():
 
 
 def test_k_step_sampling_and_best_of_n_stay_in_bounds_and_are_repeatable():
-    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, device="cpu", sampling_steps=4, n_action_candidates=5)
+    model = SOM(
+        "MlpMeanFlowPolicy",
+        "Pendulum-v1",
+        **{**SMALL, "policy_kwargs": dict(net_arch=[32, 32], sampling_steps=4, n_action_candidates=5)},
+        device="cpu",
+    )
     observations = np.random.default_rng(1).uniform(-1, 1, (16, 3)).astype(np.float32)
     first, _ = model.predict(observations, deterministic=True)
     second, _ = model.predict(observations, deterministic=True)
