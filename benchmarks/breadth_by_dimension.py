@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import torch as th
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the fixed-target harness the tests share
 from fixed_target import default_flow_config, make_stateless_actor, sample_stateless, train_on_fixed_target
 from sb3_som.paths import LinearPath
 from sb3_som.score import estimate_velocity, propose
