@@ -4,6 +4,7 @@ committed raw lines, and their relative links resolve."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 from pathlib import Path
 
@@ -58,3 +59,38 @@ def test_the_results_table_is_what_the_runner_reports_from_the_committed_lines(d
     assert rows, f"{doc.name} has no MuJoCo results table"
     for row in rows:
         assert row in reported, f"{doc.name}: {row!r} is not what benchmarks/learn.py report prints"
+
+
+def test_every_results_file_is_cited_by_a_doc():
+    cited = set().union(*(result_files_named(doc.read_text()) for doc in DOCS))
+    orphans = sorted(path.name for path in RESULTS.iterdir() if path.name not in cited)
+    assert not orphans, f"benchmarks/results/ holds files no doc cites: {orphans}"
+
+
+def spread_range(rows: list[dict], dim: int, width: float) -> str:
+    values = [row["one_step_spread"] for row in rows if row["d"] == dim and row["width"] == width]
+    assert len(values) >= 3, (dim, width)
+    return f"{min(values):.2f}-{max(values):.2f}"
+
+
+def test_the_readme_verdicts_numbers_are_those_of_the_committed_files(tmp_path: Path):
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    # HalfCheetah-v5 at 100,000 steps: the report's SOM and SAC cells
+    (row,) = [row for row in report_rows(tmp_path) if row.startswith("| HalfCheetah-v5 | 100000 |")]
+    som_mean, sac_cell = row.split(" | ")[2].split(" ± ")[0], row.split(" | ")[3].split(" (")[0]
+    assert f"SOM is ahead, {som_mean} against SAC's {sac_cell}" in readme
+    # breadth on fixed targets: the one-step spread's range over seeds, per width and dimension
+    rows = [json.loads(line) for line in (RESULTS / "breadth_by_dimension.jsonl").read_text().splitlines()]
+    runs = [row for row in rows if row["kind"] == "run"]
+    for width, dim in ((0.1, 6), (0.1, 17), (0.05, 1), (0.05, 17)):
+        assert spread_range(runs, dim, width) in readme, (width, dim)
+    assert min(row["ess"] for row in rows if row["kind"] == "ess") >= 12.9  # "at least 12.9 effective samples of 16"
+    # speed: the ratios of the CPU speed table
+    speed = (RESULTS / "speed_cpu_halfcheetah.md").read_text()
+    ratios = {line.split(" | ")[0].strip("| "): line.rsplit(" | ", 1)[1].strip(" |") for line in speed.splitlines()
+              if line.startswith("| predict") or line.startswith("| gradient step")}  # fmt: skip
+    predict = sorted(float(value) for name, value in ratios.items() if name.startswith("predict"))
+    assert f"takes {predict[0]:.2f}-{predict[-1]:.2f}x SAC's time" in readme
+    step = next(value for name, value in ratios.items() if name.startswith("gradient step (defaults"))
+    compiled = next(value for name, value in ratios.items() if "compile_step=True" in name)
+    assert f"A CPU gradient step takes {step}x SAC's; with `compile_step=True`, {compiled}x" in readme
