@@ -8,7 +8,7 @@ sb3_som`` where sb3_som is not imported otherwise) and ``gym.make("sb3_som:Multi
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -139,6 +139,7 @@ class MultiGoalPointMass(gym.Env):
     :attr:`GOALS`) or -1.
     """
 
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
     GOALS = np.array([[5.0, 0.0], [-5.0, 0.0], [0.0, 5.0], [0.0, -5.0]], dtype=np.float32)
     GOAL_RADIUS = 1.0
     GOAL_REWARD = 10.0
@@ -147,8 +148,10 @@ class MultiGoalPointMass(gym.Env):
     BOUND = 7.0
     START_STD = 0.1
     MAX_STEPS = 30
+    PIXELS = 140  # the rgb_array frame's side: 10 pixels per unit of the arena
 
-    def __init__(self) -> None:
+    def __init__(self, render_mode: str | None = None) -> None:
+        self.render_mode = render_mode
         self.observation_space = spaces.Box(-self.BOUND, self.BOUND, (2,), dtype=np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
         self.position = np.zeros(2, dtype=np.float32)
@@ -168,6 +171,20 @@ class MultiGoalPointMass(gym.Env):
         if reached:
             reward += self.GOAL_REWARD
         return self.position.copy(), reward, reached, False, {"goal": int(distances.argmin()) if reached else -1}
+
+    def render(self) -> np.ndarray | None:
+        """With ``render_mode="rgb_array"``: a frame (PIXELS, PIXELS, 3) of the arena, the goals' discs in green and
+        the point mass in red (y upwards)."""
+        if self.render_mode != "rgb_array":
+            return None
+        scale = self.PIXELS / (2 * self.BOUND)
+        ys, xs = np.mgrid[0 : self.PIXELS, 0 : self.PIXELS]
+        world = np.stack([(xs + 0.5) / scale - self.BOUND, self.BOUND - (ys + 0.5) / scale], axis=-1)  # (P, P, 2)
+        frame = np.full((self.PIXELS, self.PIXELS, 3), 255, dtype=np.uint8)
+        near_goal = (np.linalg.norm(world[:, :, None] - self.GOALS, axis=-1) < self.GOAL_RADIUS).any(-1)
+        frame[near_goal] = (60, 170, 60)
+        frame[np.linalg.norm(world - self.position, axis=-1) < 0.3] = (200, 30, 30)
+        return frame
 
 
 ENV_IDS = {

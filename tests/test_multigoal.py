@@ -41,3 +41,15 @@ def test_moving_straight_to_a_goal_ends_the_episode_there_with_its_reward(goal):
             break
     assert terminated and not truncated and info["goal"] == goal and distance < 1.0
     assert total < 10.0  # no return exceeds the goal reward
+
+
+def test_an_rgb_frame_shows_the_goals_and_the_point_mass():
+    env = gym.make("MultiGoalPointMass-v0", render_mode="rgb_array")
+    env.reset(seed=0)
+    frame = env.render()
+    side = MultiGoalPointMass.PIXELS
+    assert frame.shape == (side, side, 3) and frame.dtype == np.uint8
+    assert tuple(frame[side // 2, side // 2]) == (200, 30, 30)  # the point starts at the centre
+    goal_pixel = (side // 2, side // 2 + int(5.0 * side / 14))  # the goal at (5, 0)
+    assert tuple(frame[goal_pixel]) == (60, 170, 60)
+    assert tuple(frame[0, 0]) == (255, 255, 255)
