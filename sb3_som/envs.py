@@ -8,7 +8,7 @@ sb3_som`` where sb3_som is not imported otherwise) and ``gym.make("sb3_som:Multi
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -139,7 +139,7 @@ class MultiGoalPointMass(gym.Env):
     :attr:`GOALS`) or -1.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
+    metadata = {"render_modes": ("rgb_array",), "render_fps": 10}  # noqa: RUF012 (gymnasium's Env declares it so)
     GOALS = np.array([[5.0, 0.0], [-5.0, 0.0], [0.0, 5.0], [0.0, -5.0]], dtype=np.float32)
     GOAL_RADIUS = 1.0
     GOAL_REWARD = 10.0
