@@ -18,13 +18,11 @@ from stable_baselines3.common import save_util
 from sb3_som import SOM, MlpMeanFlowPolicy
 from sb3_som.__main__ import main
 
-TINY = dict(learning_starts=30, batch_size=16, n_score_samples=4, distillation_steps=2, policy_kwargs=dict(net_arch=[16]))
-
 
 @pytest.fixture(scope="module")
-def saved_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def saved_model(tiny_module: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("saved") / "som.zip"
-    SOM("MlpPolicy", "Pendulum-v1", **TINY, seed=0).save(path)
+    SOM("MlpPolicy", "Pendulum-v1", **tiny_module, seed=0).save(path)
     return path
 
 
@@ -98,8 +96,8 @@ def test_bools_strings_and_floats_for_integer_settings_are_refused(name, value):
 # settings after construction and at load
 
 
-def test_settings_assigned_after_construction_are_checked_at_once():
-    model = SOM("MlpPolicy", "Pendulum-v1", **TINY)
+def test_settings_assigned_after_construction_are_checked_at_once(tiny):
+    model = SOM("MlpPolicy", "Pendulum-v1", **tiny)
     for name, value in [("alpha", -1.0), ("n_score_samples", 0), ("gamma", 1.5), ("q_scale_floor", "cosine")]:
         with pytest.raises(ValueError, match=name):
             setattr(model, name, value)
@@ -115,8 +113,8 @@ def test_settings_assigned_after_construction_are_checked_at_once():
     )
 
 
-def test_settings_that_relate_to_each_other_are_checked_before_the_first_update():
-    model = SOM("MlpPolicy", "Pendulum-v1", **TINY)
+def test_settings_that_relate_to_each_other_are_checked_before_the_first_update(tiny):
+    model = SOM("MlpPolicy", "Pendulum-v1", **tiny)
     model.distillation_coef = 0.0  # with distillation_steps 2: checked with distillation_steps at learn
     with pytest.raises(ValueError, match="distillation_coef"):
         model.learn(60)
@@ -157,8 +155,8 @@ def test_load_sets_the_policy_inference_settings_and_save_keeps_them(saved_model
     np.testing.assert_array_equal(reloaded.predict(observations, deterministic=True)[0], actions)
 
 
-def test_inference_settings_live_on_the_policy_only():
-    tiny = {**TINY, "policy_kwargs": dict(net_arch=[16])}
+def test_inference_settings_live_on_the_policy_only(tiny):
+    tiny = {**tiny, "policy_kwargs": dict(net_arch=[16])}
     assert SOM("MlpPolicy", "Pendulum-v1", **tiny).policy.n_action_candidates == 1  # the policy's default
     from_kwargs = SOM("MlpPolicy", "Pendulum-v1", **{**tiny, "policy_kwargs": dict(net_arch=[16], sampling_steps=3)})
     assert from_kwargs.actor.sampling_steps == from_kwargs.policy.sampling_steps == 3
@@ -168,9 +166,9 @@ def test_inference_settings_live_on_the_policy_only():
             SOM("MlpPolicy", "Pendulum-v1", **tiny, **{name: 1})
 
 
-def test_best_of_n_for_deterministic_actions_leaves_exploration_to_the_policy():
+def test_best_of_n_for_deterministic_actions_leaves_exploration_to_the_policy(tiny):
     best_of_4 = dict(net_arch=[16], n_action_candidates=4, action_candidates_when="deterministic")
-    model = SOM("MlpPolicy", "Pendulum-v1", **{**TINY, "policy_kwargs": best_of_4}, seed=0)
+    model = SOM("MlpPolicy", "Pendulum-v1", **{**tiny, "policy_kwargs": best_of_4}, seed=0)
     observations = th.as_tensor(np.random.default_rng(0).uniform(-1, 1, (64, 3)).astype(np.float32))
     with th.no_grad():
         th.manual_seed(1)
@@ -189,8 +187,8 @@ def test_best_of_n_for_deterministic_actions_leaves_exploration_to_the_policy():
         model.policy.action_candidates_when = "exploring"
 
 
-def test_best_of_n_changed_on_the_policy_predicts_a_batch():
-    model = SOM("MlpPolicy", "Pendulum-v1", **TINY, seed=0)
+def test_best_of_n_changed_on_the_policy_predicts_a_batch(tiny):
+    model = SOM("MlpPolicy", "Pendulum-v1", **tiny, seed=0)
     observations = np.random.default_rng(0).uniform(-1, 1, (64, 3)).astype(np.float32)
     model.policy.n_action_candidates = 4
     first, _ = model.predict(observations, deterministic=True)
@@ -209,8 +207,8 @@ def test_best_of_n_changed_on_the_policy_predicts_a_batch():
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_non_finite_observations_are_refused_at_predict(bad):
-    model = SOM("MlpPolicy", "Pendulum-v1", **TINY)
+def test_non_finite_observations_are_refused_at_predict(tiny, bad):
+    model = SOM("MlpPolicy", "Pendulum-v1", **tiny)
     with pytest.raises(ValueError, match="NaN or inf"):
         model.predict(np.array([bad, 0.0, 0.0], dtype=np.float32))
     model.policy.n_action_candidates = 3
@@ -218,9 +216,9 @@ def test_non_finite_observations_are_refused_at_predict(bad):
         model.predict(np.array([[0.0, bad, 0.0]], dtype=np.float32), deterministic=True)
 
 
-def test_a_nan_observation_during_training_stops_before_an_action_reaches_the_env():
+def test_a_nan_observation_during_training_stops_before_an_action_reaches_the_env(tiny):
     env = NanObservationEnv(nan_step=40)
-    model = SOM("MlpPolicy", env, **TINY, seed=0)
+    model = SOM("MlpPolicy", env, **tiny, seed=0)
     with pytest.raises(ValueError, match="NaN or inf"):
         model.learn(80)
     assert len(env.actions) == 40 and all(np.isfinite(action).all() for action in env.actions)
@@ -260,8 +258,8 @@ def test_an_unbounded_action_box_is_refused():
 # files
 
 
-def test_a_failed_save_leaves_the_previous_model_file_loadable(monkeypatch, tmp_path):
-    model = SOM("MlpPolicy", "Pendulum-v1", **TINY, seed=0)
+def test_a_failed_save_leaves_the_previous_model_file_loadable(tiny, monkeypatch, tmp_path):
+    model = SOM("MlpPolicy", "Pendulum-v1", **tiny, seed=0)
     model.save(tmp_path / "som")
     good = (tmp_path / "som.zip").read_bytes()
 
@@ -277,8 +275,8 @@ def test_a_failed_save_leaves_the_previous_model_file_loadable(monkeypatch, tmp_
     SOM.load(tmp_path / "som")
 
 
-def test_a_failed_replay_buffer_save_leaves_the_previous_file_loadable(monkeypatch, tmp_path):
-    model = SOM("MlpPolicy", "Pendulum-v1", **TINY, buffer_size=100, seed=0)
+def test_a_failed_replay_buffer_save_leaves_the_previous_file_loadable(tiny, monkeypatch, tmp_path):
+    model = SOM("MlpPolicy", "Pendulum-v1", **tiny, buffer_size=100, seed=0)
     model.learn(20)
     model.save_replay_buffer(tmp_path / "buffer")
 
@@ -346,8 +344,8 @@ def test_truncated_or_damaged_files_are_refused_naming_the_file(saved_model, tmp
     assert "damaged.zip" in str(error.value)
 
 
-def test_a_non_finite_loss_undoes_every_gradient_step_of_the_train_call(monkeypatch):
-    model = SOM("MlpPolicy", "Pendulum-v1", **TINY, seed=0)
+def test_a_non_finite_loss_undoes_every_gradient_step_of_the_train_call(tiny, monkeypatch):
+    model = SOM("MlpPolicy", "Pendulum-v1", **tiny, seed=0)
     model.learn(60)
     weights = {name: value.clone() for name, value in model.policy.state_dict().items()}
     optimizer_states = [

@@ -25,12 +25,11 @@ from sb3_som import SOM
 from sb3_som.persistence import check_model_file
 from sb3_som.policies import MeanFlowPolicy
 
-TINY = dict(learning_starts=20, batch_size=16, n_score_samples=4, distillation_steps=2, policy_kwargs=dict(net_arch=[16]))
 SAC_TINY = dict(learning_starts=20, batch_size=16, policy_kwargs=dict(net_arch=[16]))
 
 
-def test_a_deep_copy_of_a_compiled_model_compiles_its_own_losses_and_pickles():
-    model = SOM("MlpPolicy", "Pendulum-v1", **TINY, compile_step=True, device="cpu")
+def test_a_deep_copy_of_a_compiled_model_compiles_its_own_losses_and_pickles(tiny):
+    model = SOM("MlpPolicy", "Pendulum-v1", **tiny, compile_step=True, device="cpu")
     critic_loss, actor_loss = model._loss_functions()  # the compiled functions (compiled at their first call)
     copied = copy.deepcopy(model)
     assert copied._compiled_losses is None  # not shared: its own are built at its first gradient step
@@ -43,8 +42,8 @@ def test_a_deep_copy_of_a_compiled_model_compiles_its_own_losses_and_pickles():
 
 
 @pytest.mark.slow
-def test_a_deep_copy_of_a_compiled_model_trains_its_own_weights():
-    model = SOM("MlpPolicy", "Pendulum-v1", **TINY, compile_step=True, device="cpu").learn(40)
+def test_a_deep_copy_of_a_compiled_model_trains_its_own_weights(tiny):
+    model = SOM("MlpPolicy", "Pendulum-v1", **tiny, compile_step=True, device="cpu").learn(40)
     copied = copy.deepcopy(model)
     original_actor = [p.detach().clone() for p in model.actor.parameters()]
     copied_actor = [p.detach().clone() for p in copied.actor.parameters()]
@@ -54,13 +53,13 @@ def test_a_deep_copy_of_a_compiled_model_trains_its_own_weights():
     pickle.loads(pickle.dumps(copied)).learn(10, reset_num_timesteps=False)
 
 
-def save_both(tmp_path: Path, name: str, prepare) -> dict[str, object]:
+def save_both(tiny: dict, tmp_path: Path, name: str, prepare) -> dict[str, object]:
     """Prepare ``name`` for SAC and for SOM alike (``prepare(path)``), save each model there: what each save did
     (saved, with its warnings, or the error), and the path's permission bits and whether it holds a model after."""
     outcomes = {}
     for algo, model in (
         ("sac", SAC("MlpPolicy", "Pendulum-v1", **SAC_TINY)),
-        ("som", SOM("MlpPolicy", "Pendulum-v1", **TINY)),
+        ("som", SOM("MlpPolicy", "Pendulum-v1", **tiny)),
     ):
         folder = tmp_path / algo
         folder.mkdir()
@@ -83,56 +82,56 @@ def save_both(tmp_path: Path, name: str, prepare) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("mode", [0o600, 0o640, 0o400])
-def test_saving_over_a_file_keeps_its_mode_or_refuses_as_sb3_does(tmp_path, mode):
+def test_saving_over_a_file_keeps_its_mode_or_refuses_as_sb3_does(tiny, tmp_path, mode):
     def prepare(path: Path) -> None:
         path.write_bytes(b"old")
         path.chmod(mode)
 
-    outcomes = save_both(tmp_path, "model.zip", prepare)
+    outcomes = save_both(tiny, tmp_path, "model.zip", prepare)
     assert outcomes["som"] == outcomes["sac"]
 
 
-def test_saving_through_a_symbolic_link_updates_its_target_as_sb3_does(tmp_path):
+def test_saving_through_a_symbolic_link_updates_its_target_as_sb3_does(tiny, tmp_path):
     def prepare(path: Path) -> None:
         (path.parent / "run_7.zip").write_bytes(b"old")
         path.symlink_to("run_7.zip")
 
-    outcomes = save_both(tmp_path, "latest.zip", prepare)
+    outcomes = save_both(tiny, tmp_path, "latest.zip", prepare)
     assert outcomes["som"] == outcomes["sac"]
     for algo in ("sac", "som"):
         link = tmp_path / algo / "latest.zip"
         assert link.is_symlink() and zipfile.is_zipfile(tmp_path / algo / "run_7.zip"), algo
 
 
-def test_saving_over_a_hard_link_keeps_the_link_as_sb3_does(tmp_path):
+def test_saving_over_a_hard_link_keeps_the_link_as_sb3_does(tiny, tmp_path):
     def prepare(path: Path) -> None:
         (path.parent / "other.zip").write_bytes(b"old")
         os.link(path.parent / "other.zip", path)
 
-    outcomes = save_both(tmp_path, "model.zip", prepare)
+    outcomes = save_both(tiny, tmp_path, "model.zip", prepare)
     assert outcomes["som"] == outcomes["sac"]
     for algo in ("sac", "som"):
         assert zipfile.is_zipfile(tmp_path / algo / "other.zip"), algo  # the other name sees the new model
 
 
-def test_saving_to_a_path_that_is_a_folder_saves_beside_it_as_sb3_does(tmp_path):
-    outcomes = save_both(tmp_path, "model.zip", lambda path: path.mkdir())
+def test_saving_to_a_path_that_is_a_folder_saves_beside_it_as_sb3_does(tiny, tmp_path):
+    outcomes = save_both(tiny, tmp_path, "model.zip", lambda path: path.mkdir())
     assert outcomes["som"] == outcomes["sac"] and outcomes["som"][0] == "saved"
     assert zipfile.is_zipfile(tmp_path / "som" / "model.zip_2")
 
 
-def test_saving_a_writable_file_in_a_folder_that_takes_no_new_file_works_as_sb3_does(tmp_path):
+def test_saving_a_writable_file_in_a_folder_that_takes_no_new_file_works_as_sb3_does(tiny, tmp_path):
     def prepare(path: Path) -> None:
         path.write_bytes(b"old")
         path.parent.chmod(0o500)
 
-    outcomes = save_both(tmp_path, "model.zip", prepare)
+    outcomes = save_both(tiny, tmp_path, "model.zip", prepare)
     assert outcomes["som"] == outcomes["sac"] and outcomes["som"][0] == "saved"
     assert zipfile.is_zipfile(tmp_path / "som" / "model.zip")
 
 
-def test_best_of_n_on_an_empty_batch_returns_an_empty_batch_of_actions():
-    model = SOM("MlpPolicy", "Pendulum-v1", **{**TINY, "policy_kwargs": dict(net_arch=[16], n_action_candidates=4)})
+def test_best_of_n_on_an_empty_batch_returns_an_empty_batch_of_actions(tiny):
+    model = SOM("MlpPolicy", "Pendulum-v1", **{**tiny, "policy_kwargs": dict(net_arch=[16], n_action_candidates=4)})
     for deterministic in (True, False):
         actions, _ = model.predict(np.zeros((0, 3), np.float32), deterministic=deterministic)
         assert actions.shape == (0, 1)
@@ -146,8 +145,8 @@ class HugeRewardPendulum(gym.Wrapper):
         return observation, float(reward) * 1e19 - 1e20, terminated, truncated, info
 
 
-def test_huge_finite_rewards_stop_training_with_an_error_naming_the_reward_scale():
-    model = SOM("MlpPolicy", HugeRewardPendulum(gym.make("Pendulum-v1")), **TINY, seed=0)
+def test_huge_finite_rewards_stop_training_with_an_error_naming_the_reward_scale(tiny):
+    model = SOM("MlpPolicy", HugeRewardPendulum(gym.make("Pendulum-v1")), **tiny, seed=0)
     with pytest.raises(FloatingPointError, match=r"rewards reach \|r\| = \d\.\d+e\+20.*Scale the rewards down"):
         model.learn(200)
 
@@ -195,9 +194,9 @@ class RunsCode:
         return (open, (self.marker, "w"))
 
 
-def test_the_file_check_runs_nothing_the_file_holds(tmp_path):
+def test_the_file_check_runs_nothing_the_file_holds(tiny, tmp_path):
     path, marker = tmp_path / "model.zip", tmp_path / "ran"
-    SOM("MlpPolicy", "Pendulum-v1", **TINY).save(path)
+    SOM("MlpPolicy", "Pendulum-v1", **tiny).save(path)
     with zipfile.ZipFile(path) as archive:
         members = {name: archive.read(name) for name in archive.namelist()}
     data = json.loads(members["data"])
