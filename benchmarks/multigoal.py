@@ -69,7 +69,7 @@ def evaluate(model: BaseAlgorithm, episodes: int, seed: int, keep: int = 0) -> d
     shares = [float(np.mean(goals_array == g)) for g in range(N_GOALS)]
     success = float(np.mean(goals_array >= 0))
     conditional = np.array(shares) / success if success > 0 else np.zeros(N_GOALS)
-    entropy = float(-sum(p * math.log(p) for p in conditional if p > 0))
+    entropy = float(sum(-p * math.log(p) for p in conditional if p > 0))  # 0.0, not -0.0, for one goal
     result = {
         "success": success,
         "goal_shares": shares,
@@ -137,13 +137,13 @@ def report(args: argparse.Namespace) -> None:
             shares = ", ".join(f"{share:.2f}" for share in final["goal_shares"])
             rows.append(
                 f"| {algo.upper()} | {key[1]} | {final['timesteps']} | {final['success']:.2f} | {shares} | "
-                f"{final['goals_reached']} | {final['goal_entropy']:.2f} |"
+                f"{final['goals_reached']} | {final['goal_entropy'] + 0.0:.2f} |"
             )
         entries = [finals[key] for key in keys]
         summary.append(
             f"| {algo.upper()} | {len(keys)} | {np.mean([e['success'] for e in entries]):.2f} | "
             f"{sum(e['goals_reached'] >= 3 for e in entries)} of {len(keys)} | "
-            f"{np.mean([e['goal_entropy'] for e in entries]):.2f} |"
+            f"{np.mean([e['goal_entropy'] for e in entries]) + 0.0:.2f} |"
         )
     text = "\n".join(summary) + "\n\n" + "\n".join(rows) + "\n"
     with open(args.table, "w") as table:
