@@ -247,8 +247,8 @@ def estimate_velocity(
     # is the posterior both weightings agree and the estimate is the fit's exact mean
     fit_weights = th.softmax(log_fitted - log_mix, dim=1)
     fitted_mean = truncated_normal_mean(fit_mean, fit_std, -1.0, 1.0).squeeze(1)  # (B, d)
-    # a posterior on the box has its mean in the box; the control variate's correction may step past a face
-    a0_mean = (((weights - fit_weights).unsqueeze(-1) * a0).sum(1) + fitted_mean).clamp(-1.0, 1.0)
+    # not clipped to the box: a noisy estimate past a face averages, over the regression, to a mean inside it
+    a0_mean = ((weights - fit_weights).unsqueeze(-1) * a0).sum(1) + fitted_mean
     score = score_from_posterior_mean(path, a_t, t, a0_mean)
     velocity = velocity_from_posterior_mean(path, a_t, t, a0_mean)
     return VelocityTarget(velocity.detach(), score.detach(), q_values, 1.0 / weights.square().sum(1))
