@@ -12,8 +12,6 @@ from stable_baselines3.common.policies import ContinuousCritic
 
 from sb3_som.score import QFunction
 
-# which critic values the score's proposals: the minimum over the Q networks (SAC's actor) or the first (TD3's)
-SCORE_CRITICS = ("min", "first")
 # what floors the Q scale: the Q networks' disagreement about the action profile (``action_profile``) or the first
 # critic's RMS TD error on the batch; "auto" is the disagreement with two Q networks or more, the TD error with one
 Q_SCALE_FLOORS = ("auto", "critic_disagreement", "td_error")
