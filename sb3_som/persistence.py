@@ -15,7 +15,7 @@ import uuid
 import warnings
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -57,6 +57,15 @@ def atomic_path(path: str | os.PathLike[str], suffix: str) -> Iterator[pathlib.P
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def write_atomically(path: str | os.PathLike[str] | io.BufferedIOBase, suffix: str, write: Callable[[Any], None]) -> None:
+    """``write(file)`` to ``path`` through :func:`atomic_path` (an open buffer is written directly)."""
+    if isinstance(path, io.BufferedIOBase):
+        write(path)
+        return
+    with atomic_path(path, suffix) as temporary:
+        write(temporary)
 
 
 def check_model_file(

@@ -43,6 +43,9 @@ class SOMSettings:
 
 DEFAULTS = SOMSettings()
 
+# alpha="auto" is AUTO_ALPHA * sqrt(d) for d action dimensions: the same greediness per action dimension whatever d
+AUTO_ALPHA = 10.0
+
 MAX_ALPHA = 1e4
 ALPHA_BOUND_REASON = (
     " (alpha applies to Q in units of its spread: at 1e4 a proposal a hundredth of that spread below the best already"
@@ -67,6 +70,19 @@ SETTING_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "tau": check_fraction,
     "gamma": check_fraction,
 }
+
+
+def target_alpha(alpha: float | str, action_dim: int) -> float:
+    """The target's inverse temperature: ``alpha``, or for ``"auto"`` ``AUTO_ALPHA * sqrt(action_dim)``."""
+    return AUTO_ALPHA * math.sqrt(action_dim) if alpha == "auto" else float(alpha)
+
+
+def q_scale_floor_in_use(q_scale_floor: str, n_critics: int) -> str:
+    """What floors the Q scale: ``q_scale_floor``, or for "auto" "critic_disagreement" with two Q networks or more
+    and "td_error" with one."""
+    if q_scale_floor != "auto":
+        return q_scale_floor
+    return "critic_disagreement" if n_critics >= 2 else "td_error"
 
 
 def missing_compiler(device: th.device | str = "cpu") -> str | None:

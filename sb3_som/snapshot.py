@@ -7,11 +7,16 @@ that are saved or acted with.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch as th
 from torch import nn
+
+# rewards from this magnitude on are named as the cause of a non-finite loss: Q ~ r / (1 - gamma) and its squared
+# TD error then approach float32's largest value (3.4e38)
+LARGE_REWARD = 1e15
 
 
 class TrainingSnapshot:
@@ -40,3 +45,21 @@ class TrainingSnapshot:
             states: dict[Any, Any] = optimizer.state
             states.clear()
             states.update(saved)
+
+
+def non_finite_loss_error(losses: Sequence[str], gradient_steps: int, reward_peak: float) -> FloatingPointError:
+    """The error for non-finite ``losses`` (their names) in a ``train()`` call whose updates were undone, naming the
+    likely cause from ``reward_peak``, the largest |reward| the call sampled."""
+    if not math.isfinite(reward_peak):
+        cause = "The sampled rewards hold NaN or inf: check the environment's rewards."
+    elif reward_peak >= LARGE_REWARD:
+        cause = (
+            f"The sampled rewards reach |r| = {reward_peak:.3g}: TD errors of that scale overflow float32 when squared. "
+            "Scale the rewards down (a reward wrapper, or VecNormalize(norm_reward=True))."
+        )
+    else:
+        cause = "Check the observations for NaN/inf, or lower the learning rate."
+    return FloatingPointError(
+        f"SOM: {' and '.join(losses)} not finite in this train() call of {gradient_steps} gradient step(s); "
+        "training stopped, and the weights, target critic and optimizer states are those from before the call. " + cause
+    )

@@ -22,7 +22,7 @@ from stable_baselines3.common.utils import FloatSchedule, get_parameters_by_name
 from torch.nn import functional as F
 
 from sb3_som.objective import FlowTargetConfig, actor_batch_size, actor_objective
-from sb3_som.persistence import atomic_path, check_model_file
+from sb3_som.persistence import check_model_file, write_atomically
 from sb3_som.policies import (
     DEFAULT_N_CRITICS,
     DEFAULT_NET_ARCH,
@@ -32,18 +32,13 @@ from sb3_som.policies import (
     MlpMeanFlowPolicy,
     MultiInputMeanFlowPolicy,
 )
-from sb3_som.settings import DEFAULTS, SETTING_CHECKS, validate_settings
-from sb3_som.snapshot import TrainingSnapshot
+from sb3_som.settings import DEFAULTS, SETTING_CHECKS, q_scale_floor_in_use, target_alpha, validate_settings
+from sb3_som.snapshot import TrainingSnapshot, non_finite_loss_error
 from sb3_som.validation import check_no_sac_only_arguments
 
 SelfSOM = TypeVar("SelfSOM", bound="SOM")
 
 
-# rewards from this magnitude on are named as the cause of a non-finite loss: Q ~ r / (1 - gamma) and its squared
-# TD error then approach float32's largest value (3.4e38)
-LARGE_REWARD = 1e15
-# alpha="auto" is AUTO_ALPHA * sqrt(d) for d action dimensions: the same greediness per action dimension whatever d
-AUTO_ALPHA = 10.0
 # the policy's inference settings (set through policy_kwargs or on model.policy): saved with their current values
 INFERENCE_SETTINGS = ("n_action_candidates", "action_candidates_when", "sampling_steps")
 
@@ -224,21 +219,13 @@ class SOM(OffPolicyAlgorithm):
 
     @property
     def q_scale_floor_in_use(self) -> str:
-        """What floors the Q scale: ``q_scale_floor``, or for "auto" "critic_disagreement" with two Q networks or more
-        and "td_error" with one."""
-        if self.q_scale_floor != "auto":
-            return self.q_scale_floor
-        return "critic_disagreement" if self._n_critics >= 2 else "td_error"
+        """What floors the Q scale (``settings.q_scale_floor_in_use``): "auto" resolved for this model's critics."""
+        return q_scale_floor_in_use(self.q_scale_floor, self._n_critics)
 
     @property
     def target_alpha(self) -> float:
-        """The target's inverse temperature: ``alpha``, or for ``alpha="auto"`` ``AUTO_ALPHA * sqrt(d)`` (d action
-        dimensions)."""
-        if not isinstance(self.alpha, str):
-            return self.alpha
-        action_shape = self.action_space.shape  # alpha is "auto", the only string the setting's check lets through
-        assert action_shape is not None
-        return AUTO_ALPHA * math.sqrt(math.prod(action_shape))
+        """The target's inverse temperature (``settings.target_alpha``): "auto" resolved for this action space."""
+        return target_alpha(self.alpha, get_action_dim(self.action_space))
 
     @property
     def flow_config(self) -> FlowTargetConfig:
@@ -275,12 +262,7 @@ class SOM(OffPolicyAlgorithm):
             self.actor, self.critic_target, replay_data.observations, self.flow_config, self.q_scale_floor_in_use, td_error_rms
         )
 
-    def _loss_functions(
-        self,
-    ) -> tuple[
-        Callable[[ReplayBufferSamples], tuple[th.Tensor, th.Tensor, th.Tensor]],
-        Callable[[ReplayBufferSamples, th.Tensor], tuple[th.Tensor, dict[str, th.Tensor]]],
-    ]:
+    def _loss_functions(self) -> tuple[Callable[..., Any], Callable[..., Any]]:
         """The critic's and the actor's loss functions: the methods themselves, or with ``compile_step`` their
         ``torch.compile`` versions (built at the first call, recompiled by torch when a setting they read changes)."""
         if not self.compile_step:
@@ -339,21 +321,7 @@ class SOM(OffPolicyAlgorithm):
         not_finite = [name for name in ("critic_loss", "actor_loss") if not math.isfinite(logs[name])]
         if not_finite:
             snapshot.restore()
-            peak = reward_peak.item()
-            if not math.isfinite(peak):
-                cause = "The sampled rewards hold NaN or inf: check the environment's rewards."
-            elif peak >= LARGE_REWARD:
-                cause = (
-                    f"The sampled rewards reach |r| = {peak:.3g}: TD errors of that scale overflow float32 when squared. "
-                    "Scale the rewards down (a reward wrapper, or VecNormalize(norm_reward=True))."
-                )
-            else:
-                cause = "Check the observations for NaN/inf, or lower the learning rate."
-            raise FloatingPointError(
-                f"SOM: {' and '.join(not_finite)} not finite in this train() call of {gradient_steps} gradient step(s); "
-                "training stopped, and the weights, target critic and optimizer states are those from before the call. "
-                + cause
-            )
+            raise non_finite_loss_error(not_finite, gradient_steps, reward_peak.item())
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         for key, value in logs.items():
@@ -400,19 +368,11 @@ class SOM(OffPolicyAlgorithm):
         (``n_action_candidates``, ``action_candidates_when``, ``sampling_steps``) are saved with their current values.
         """
         self.policy_kwargs.update({name: getattr(self.policy, name) for name in INFERENCE_SETTINGS})
-        if isinstance(path, io.BufferedIOBase):
-            super().save(path, exclude, include)
-            return
-        with atomic_path(path, "zip") as temporary:
-            super().save(temporary, exclude, include)
+        write_atomically(path, "zip", lambda file: super(SOM, self).save(file, exclude, include))
 
     def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
         """SB3's ``save_replay_buffer``, written to a temporary file in the same directory that then replaces ``path``."""
-        if isinstance(path, io.BufferedIOBase):
-            super().save_replay_buffer(path)
-            return
-        with atomic_path(path, "pkl") as temporary:
-            super().save_replay_buffer(temporary)
+        write_atomically(path, "pkl", super().save_replay_buffer)
 
     @classmethod
     def load(

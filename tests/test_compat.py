@@ -16,9 +16,6 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_som import SOM, CnnMeanFlowPolicy, MlpMeanFlowPolicy, MultiInputMeanFlowPolicy
 
-SMALL = dict(learning_starts=30, batch_size=16, n_score_samples=4, distillation_steps=2)
-SMALL_NET = dict(net_arch=[16, 16])
-
 
 @pytest.mark.parametrize(
     "alias, policy_class",
@@ -43,8 +40,8 @@ def test_policy_aliases(alias, policy_class):
         dict(net_arch=[16], optimizer_kwargs=dict(weight_decay=1e-4)),
     ],
 )
-def test_sac_policy_kwargs_are_accepted(policy_kwargs):
-    model = SOM("MlpPolicy", "Pendulum-v1", **SMALL, policy_kwargs=policy_kwargs)
+def test_sac_policy_kwargs_are_accepted(policy_kwargs, tiny):
+    model = SOM("MlpPolicy", "Pendulum-v1", **{**tiny, "policy_kwargs": policy_kwargs})
     model.learn(50)
     if "n_critics" in policy_kwargs:
         assert len(model.critic.q_networks) == 3
@@ -52,36 +49,34 @@ def test_sac_policy_kwargs_are_accepted(policy_kwargs):
         assert isinstance(model.actor.optimizer, th.optim.RMSprop)
 
 
-def test_dict_observations_and_her_replay_buffer():
+def test_dict_observations_and_her_replay_buffer(tiny):
     env = BitFlippingEnv(n_bits=4, continuous=True, max_steps=4)
     model = SOM(
         "MultiInputPolicy",
         env,
         replay_buffer_class=HerReplayBuffer,
         replay_buffer_kwargs=dict(n_sampled_goal=2, goal_selection_strategy="future"),
-        policy_kwargs=SMALL_NET,
-        **SMALL,
+        **tiny,
     )
     model.learn(80)
     action, _ = model.predict(env.reset()[0], deterministic=True)
     assert env.action_space.contains(action)
 
 
-def test_multi_input_policy_on_a_dict_env():
+def test_multi_input_policy_on_a_dict_env(tiny):
     env = SimpleMultiObsEnv(random_start=False, discrete_actions=False)
-    model = SOM("MultiInputPolicy", env, policy_kwargs=SMALL_NET, **SMALL)
+    model = SOM("MultiInputPolicy", env, **tiny)
     model.learn(50)
     assert model._n_updates > 0  # the actor's update took the first rows of each dict observation
 
 
-def test_cnn_policy_on_images():
+def test_cnn_policy_on_images(tiny):
     env = FakeImageEnv(screen_height=36, screen_width=36, n_channels=1, discrete=False)
     model = SOM(
         "CnnPolicy",
         env,
         buffer_size=200,
-        policy_kwargs=dict(net_arch=[16], features_extractor_kwargs=dict(features_dim=16)),
-        **SMALL,
+        **{**tiny, "policy_kwargs": dict(net_arch=[16], features_extractor_kwargs=dict(features_dim=16))},
     )
     model.learn(50)
     action, _ = model.predict(env.observation_space.sample())
@@ -92,20 +87,20 @@ def test_cnn_policy_on_images():
     "kwargs",
     [dict(n_steps=3), dict(optimize_memory_usage=True, replay_buffer_kwargs=dict(handle_timeout_termination=False))],
 )
-def test_n_step_returns_and_memory_efficient_buffer(kwargs):
-    SOM("MlpPolicy", "Pendulum-v1", policy_kwargs=SMALL_NET, **SMALL, **kwargs).learn(60)
+def test_n_step_returns_and_memory_efficient_buffer(kwargs, tiny):
+    SOM("MlpPolicy", "Pendulum-v1", **tiny, **kwargs).learn(60)
 
 
-def test_several_envs_vecnormalize_and_action_noise():
+def test_several_envs_vecnormalize_and_action_noise(tiny):
     env = VecNormalize(make_vec_env("Pendulum-v1", n_envs=2))
     noise = NormalActionNoise(np.zeros(1), 0.1 * np.ones(1))
-    model = SOM("MlpPolicy", env, train_freq=2, gradient_steps=-1, action_noise=noise, policy_kwargs=SMALL_NET, **SMALL)
+    model = SOM("MlpPolicy", env, train_freq=2, gradient_steps=-1, action_noise=noise, **tiny)
     model.learn(80)
     assert model.num_timesteps >= 80
 
 
-def test_replay_buffer_save_load_and_resumed_training(tmp_path):
-    model = SOM("MlpPolicy", IdentityEnvBox(ep_length=10), policy_kwargs=SMALL_NET, **SMALL, seed=0)
+def test_replay_buffer_save_load_and_resumed_training(tmp_path, tiny):
+    model = SOM("MlpPolicy", IdentityEnvBox(ep_length=10), **tiny, seed=0)
     model.learn(60)
     model.save(tmp_path / "model")
     model.save_replay_buffer(tmp_path / "buffer")
@@ -119,8 +114,8 @@ def test_replay_buffer_save_load_and_resumed_training(tmp_path):
     assert loaded.num_timesteps == 90
 
 
-def test_policy_only_save_and_load(tmp_path):
-    model = SOM("MlpPolicy", "Pendulum-v1", policy_kwargs={**SMALL_NET, "sampling_steps": 3}, **SMALL)
+def test_policy_only_save_and_load(tmp_path, tiny):
+    model = SOM("MlpPolicy", "Pendulum-v1", **{**tiny, "policy_kwargs": dict(net_arch=[16], sampling_steps=3)})
     model.policy.save(tmp_path / "policy.pth")
     policy = MlpMeanFlowPolicy.load(tmp_path / "policy.pth")
     observations = np.random.default_rng(0).uniform(-1, 1, (8, 3)).astype(np.float32)
@@ -130,11 +125,11 @@ def test_policy_only_save_and_load(tmp_path):
     assert policy.actor.sampling_steps == 3
 
 
-def test_get_and_set_parameters():
-    model = SOM("MlpPolicy", "Pendulum-v1", policy_kwargs=SMALL_NET, **SMALL)
+def test_get_and_set_parameters(tiny):
+    model = SOM("MlpPolicy", "Pendulum-v1", **tiny)
     parameters = model.get_parameters()
     assert set(parameters) == {"policy", "actor.optimizer", "critic.optimizer"}
-    other = SOM("MlpPolicy", "Pendulum-v1", policy_kwargs=SMALL_NET, **SMALL)
+    other = SOM("MlpPolicy", "Pendulum-v1", **tiny)
     other.set_parameters(parameters, exact_match=True)
     observations = np.zeros((4, 3), dtype=np.float32)
     np.testing.assert_array_equal(
@@ -144,15 +139,15 @@ def test_get_and_set_parameters():
         other.set_parameters({"policy": parameters["policy"]}, exact_match=True)
 
 
-def test_zero_learning_rate_leaves_every_weight_unchanged():
-    model = SOM("MlpPolicy", "Pendulum-v1", learning_rate=lambda _: 0.0, tau=0.0, policy_kwargs=SMALL_NET, **SMALL)
+def test_zero_learning_rate_leaves_every_weight_unchanged(tiny):
+    model = SOM("MlpPolicy", "Pendulum-v1", learning_rate=lambda _: 0.0, tau=0.0, **tiny)
     before = {k: v.clone() for k, v in model.policy.state_dict().items()}
     model.learn(60)
     assert all(th.equal(before[k], v) for k, v in model.policy.state_dict().items())
 
 
-def test_the_actor_has_its_own_learning_rate_when_given_one(tmp_path):
-    model = SOM("MlpPolicy", "Pendulum-v1", learning_rate=1e-3, actor_learning_rate=lambda p: 2e-3 * p, **SMALL)
+def test_the_actor_has_its_own_learning_rate_when_given_one(tmp_path, tiny):
+    model = SOM("MlpPolicy", "Pendulum-v1", learning_rate=1e-3, actor_learning_rate=lambda p: 2e-3 * p, **tiny)
     model.learn(60)
     progress = model._current_progress_remaining
     assert model.actor.optimizer.param_groups[0]["lr"] == pytest.approx(2e-3 * progress)
@@ -168,16 +163,16 @@ def test_the_actor_has_its_own_learning_rate_when_given_one(tmp_path):
         loaded.actor_learning_rate = "lin_1e-3"
 
 
-def test_predict_runs_in_eval_mode_and_training_switches_back():
-    model = SOM("MlpPolicy", "Pendulum-v1", policy_kwargs=SMALL_NET, **SMALL)
+def test_predict_runs_in_eval_mode_and_training_switches_back(tiny):
+    model = SOM("MlpPolicy", "Pendulum-v1", **tiny)
     model.predict(np.zeros(3, dtype=np.float32))
     assert not model.policy.training and not model.actor.training
     model.learn(40)
     assert model.critic.training
 
 
-def test_compiled_policy_predicts_like_the_original():
-    model = SOM("MlpPolicy", "Pendulum-v1", policy_kwargs=SMALL_NET, **SMALL)
+def test_compiled_policy_predicts_like_the_original(tiny):
+    model = SOM("MlpPolicy", "Pendulum-v1", **tiny)
     observations = th.as_tensor(np.random.default_rng(0).uniform(-1, 1, (8, 3)).astype(np.float32))
     compiled = th.compile(model.policy, backend="eager")
     with th.no_grad():
@@ -188,9 +183,9 @@ def test_compiled_policy_predicts_like_the_original():
         )
 
 
-def test_tensorboard_run_is_named_som(tmp_path):
+def test_tensorboard_run_is_named_som(tmp_path, tiny):
     pytest.importorskip("tensorboard")
-    model = SOM("MlpPolicy", "Pendulum-v1", tensorboard_log=str(tmp_path), policy_kwargs=SMALL_NET, **SMALL)
+    model = SOM("MlpPolicy", "Pendulum-v1", tensorboard_log=str(tmp_path), **tiny)
     model.learn(50)
     assert [p.name for p in tmp_path.iterdir()] == ["SOM_1"]
 
@@ -218,9 +213,11 @@ class BatchNormExtractor(BaseFeaturesExtractor):
         return self.norm(observations)
 
 
-def test_batch_norm_statistics_are_copied_to_the_target_critic_and_frozen_in_predict():
+def test_batch_norm_statistics_are_copied_to_the_target_critic_and_frozen_in_predict(tiny):
     model = SOM(
-        "MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[16], features_extractor_class=BatchNormExtractor), **SMALL
+        "MlpPolicy",
+        "Pendulum-v1",
+        **{**tiny, "policy_kwargs": dict(net_arch=[16], features_extractor_class=BatchNormExtractor)},
     )
     model.learn(80)
     critic_norm = model.critic.features_extractor.norm

@@ -21,13 +21,6 @@ from sb3_som.policies import MeanFlowActor
 from sb3_som.score import estimate_velocity
 from sb3_som.settings import missing_compiler
 
-SMALL = dict(
-    learning_starts=50,
-    batch_size=32,
-    n_score_samples=8,
-    policy_kwargs=dict(net_arch=[32, 32]),
-)
-
 
 class AsymmetricBoxEnv(gym.Env):
     """Tiny continuous task with asymmetric float64 action bounds; reward prefers the upper bound."""
@@ -48,13 +41,13 @@ class AsymmetricBoxEnv(gym.Env):
         return self.observation_space.sample(), reward, False, self._steps >= 20, {}
 
 
-def test_public_api_and_sac_like_attributes():
-    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL)
+def test_public_api_and_sac_like_attributes(tiny):
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **tiny)
     assert isinstance(model.policy, MlpMeanFlowPolicy)
     assert isinstance(model.actor, MeanFlowActor)
     assert model.critic is model.policy.critic and model.critic_target is model.policy.critic_target
     assert len(model.critic.q_networks) == 2
-    model_from_env = SOM("MlpMeanFlowPolicy", gym.make("Pendulum-v1"), **SMALL)
+    model_from_env = SOM("MlpMeanFlowPolicy", gym.make("Pendulum-v1"), **tiny)
     assert model_from_env.action_space == model.action_space
 
 
@@ -83,8 +76,8 @@ def test_discrete_action_space_is_refused_with_the_supported_space_named():
         SOM("MlpMeanFlowPolicy", "CartPole-v1")
 
 
-def test_predict_is_inside_asymmetric_bounds_with_the_env_dtype():
-    model = SOM("MlpMeanFlowPolicy", AsymmetricBoxEnv(), **SMALL, seed=0)
+def test_predict_is_inside_asymmetric_bounds_with_the_env_dtype(tiny):
+    model = SOM("MlpMeanFlowPolicy", AsymmetricBoxEnv(), **tiny, seed=0)
     observations = np.random.default_rng(0).uniform(-1, 1, (500, 3)).astype(np.float32)
     for deterministic in (False, True):
         actions, _ = model.predict(observations, deterministic=deterministic)
@@ -95,8 +88,8 @@ def test_predict_is_inside_asymmetric_bounds_with_the_env_dtype():
     assert single.dtype == model.action_space.dtype
 
 
-def test_deterministic_predict_is_repeatable_and_stochastic_predict_is_not():
-    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, seed=0)
+def test_deterministic_predict_is_repeatable_and_stochastic_predict_is_not(tiny):
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **tiny, seed=0)
     observations = np.random.default_rng(0).uniform(-1, 1, (64, 3)).astype(np.float32)
     first, _ = model.predict(observations, deterministic=True)
     second, _ = model.predict(observations, deterministic=True)
@@ -106,8 +99,8 @@ def test_deterministic_predict_is_repeatable_and_stochastic_predict_is_not():
     assert not np.allclose(third, fourth)
 
 
-def test_predict_is_one_actor_call_and_no_critic_call_by_default():
-    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL)
+def test_predict_is_one_actor_call_and_no_critic_call_by_default(tiny):
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **tiny)
     calls = {"actor": 0, "critic": 0}
     model.actor.velocity_net.register_forward_hook(lambda *_: calls.__setitem__("actor", calls["actor"] + 1))
     for q_net in model.critic.q_networks:
@@ -116,11 +109,11 @@ def test_predict_is_one_actor_call_and_no_critic_call_by_default():
     assert calls == {"actor": 1, "critic": 0}
 
 
-def test_k_step_sampling_and_best_of_n_stay_in_bounds_and_are_repeatable():
+def test_k_step_sampling_and_best_of_n_stay_in_bounds_and_are_repeatable(tiny):
     model = SOM(
         "MlpMeanFlowPolicy",
         "Pendulum-v1",
-        **{**SMALL, "policy_kwargs": dict(net_arch=[32, 32], sampling_steps=4, n_action_candidates=5)},
+        **{**tiny, "policy_kwargs": dict(net_arch=[16], sampling_steps=4, n_action_candidates=5)},
         device="cpu",
     )
     observations = np.random.default_rng(1).uniform(-1, 1, (16, 3)).astype(np.float32)
@@ -139,10 +132,10 @@ def test_k_step_sampling_and_best_of_n_stay_in_bounds_and_are_repeatable():
     np.testing.assert_allclose(first, model.policy.unscale_action(best.numpy()), rtol=1e-5)
 
 
-def test_same_seed_gives_same_stochastic_actions_and_rewards():
+def test_same_seed_gives_same_stochastic_actions_and_rewards(tiny):
     actions, rewards = [], []
     for _ in range(2):
-        model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, seed=3)
+        model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **tiny, seed=3)
         model.learn(120)
         obs = np.linspace(-1, 1, 30, dtype=np.float32).reshape(10, 3)
         actions.append(model.predict(obs)[0])
@@ -151,8 +144,8 @@ def test_same_seed_gives_same_stochastic_actions_and_rewards():
     np.testing.assert_array_equal(rewards[0], rewards[1])
 
 
-def test_learn_logs_the_health_of_critic_and_flow_then_predicts(tmp_path):
-    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, seed=0)
+def test_learn_logs_the_health_of_critic_and_flow_then_predicts(tmp_path, tiny):
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **tiny, seed=0)
     model.learn(150)
     logged = model.logger.name_to_value
     logged_keys = ("critic_loss", "actor_loss", "meanflow_loss", "distillation_loss", "q_mean", "q_scale", "q_spread")
@@ -165,8 +158,8 @@ def test_learn_logs_the_health_of_critic_and_flow_then_predicts(tmp_path):
     assert action.shape == (1, 1)
 
 
-def test_save_load_gives_identical_deterministic_actions_and_keeps_som_arguments(tmp_path):
-    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, alpha=4.0, q_scale_floor="td_error", seed=0)
+def test_save_load_gives_identical_deterministic_actions_and_keeps_som_arguments(tmp_path, tiny):
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **tiny, alpha=4.0, q_scale_floor="td_error", seed=0)
     model.learn(100)
     observations = np.random.default_rng(0).uniform(-1, 1, (32, 3)).astype(np.float32)
     before, _ = model.predict(observations, deterministic=True)
@@ -182,8 +175,8 @@ def test_save_load_gives_identical_deterministic_actions_and_keeps_som_arguments
     "compile_step",
     [False, pytest.param(True, marks=pytest.mark.skipif(missing_compiler() is not None, reason="no C++ compiler"))],
 )
-def test_non_finite_loss_stops_training_and_leaves_weights_unchanged(compile_step):
-    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, compile_step=compile_step, seed=0)
+def test_non_finite_loss_stops_training_and_leaves_weights_unchanged(compile_step, tiny):
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **tiny, compile_step=compile_step, seed=0)
     model.learn(60)
     model.replay_buffer.rewards[:] = np.nan
     before = {k: v.clone() for k, v in model.policy.state_dict().items()}
@@ -193,18 +186,18 @@ def test_non_finite_loss_stops_training_and_leaves_weights_unchanged(compile_ste
     assert all(th.equal(before[k], after[k]) for k in before)
 
 
-def test_compile_step_without_a_compiler_is_refused_naming_what_is_missing(monkeypatch):
+def test_compile_step_without_a_compiler_is_refused_naming_what_is_missing(monkeypatch, tiny):
     monkeypatch.delenv("CXX", raising=False)
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(ValueError, match=r"compile_step=True needs a C\+\+ compiler .* for device 'cpu'"):
-        SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, compile_step=True, device="cpu")
-    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, device="cpu")
+        SOM("MlpMeanFlowPolicy", "Pendulum-v1", **tiny, compile_step=True, device="cpu")
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **tiny, device="cpu")
     with pytest.raises(ValueError, match="compile_step"):
         model.compile_step = "yes"
 
 
-def test_settings_assigned_after_construction_take_effect_at_the_next_update(monkeypatch):
-    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, seed=0)
+def test_settings_assigned_after_construction_take_effect_at_the_next_update(monkeypatch, tiny):
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **tiny, seed=0)
     model.learn(60)
     seen = {}
 
@@ -219,8 +212,8 @@ def test_settings_assigned_after_construction_take_effect_at_the_next_update(mon
 
 
 @pytest.mark.parametrize(("env_id", "action_dim"), [("Pendulum-v1", 1), ("MultiGoalBandit-v0", 2)])
-def test_alpha_auto_is_ten_times_the_square_root_of_the_action_dimension(tmp_path, env_id, action_dim):
-    model = SOM("MlpMeanFlowPolicy", env_id, **SMALL)
+def test_alpha_auto_is_ten_times_the_square_root_of_the_action_dimension(tmp_path, env_id, action_dim, tiny):
+    model = SOM("MlpMeanFlowPolicy", env_id, **tiny)
     assert model.alpha == "auto"
     assert model.target_alpha == model.flow_config.alpha == pytest.approx(10.0 * math.sqrt(action_dim))
     model.save(tmp_path / "som")
@@ -236,12 +229,12 @@ def test_alpha_auto_is_ten_times_the_square_root_of_the_action_dimension(tmp_pat
     [
         dict(distillation_steps=0),
         dict(n_score_samples=3, distillation_steps=1),
-        dict(q_scale_floor="critic_disagreement", policy_kwargs=dict(n_critics=3)),
-        dict(q_scale_floor="td_error", policy_kwargs=dict(n_critics=1)),
+        dict(q_scale_floor="critic_disagreement", policy_kwargs=dict(net_arch=[16], n_critics=3)),
+        dict(q_scale_floor="td_error", policy_kwargs=dict(net_arch=[16], n_critics=1)),
     ],
 )
-def test_every_variant_trains_its_actor(overrides):
-    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **{**SMALL, **overrides}, seed=0)
+def test_every_variant_trains_its_actor(overrides, tiny):
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **{**tiny, **overrides}, seed=0)
     model.learn(60)
     before = [p.detach().clone() for p in model.actor.parameters()]
     model.learn(20, reset_num_timesteps=False)
@@ -251,8 +244,8 @@ def test_every_variant_trains_its_actor(overrides):
     assert ("train/distillation_loss" in logged) == (model.distillation_steps > 0)
 
 
-def test_one_step_acting_path_equals_the_generic_one_step_sampler():
-    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, device="cpu", seed=0)
+def test_one_step_acting_path_equals_the_generic_one_step_sampler(tiny):
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **tiny, device="cpu", seed=0)
     features, noise = th.randn(64, 3), 2 * th.randn(64, 1)
     with th.no_grad():
         fast = model.actor.sample(features, noise, steps=1)
@@ -266,8 +259,8 @@ def test_one_step_acting_path_equals_the_generic_one_step_sampler():
     assert (fast.abs() == 1).any()  # some of the noise was large enough to be clipped
 
 
-def test_q_scale_is_the_spread_across_actions_floored():
-    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, device="cpu", seed=0)
+def test_q_scale_is_the_spread_across_actions_floored(tiny):
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **tiny, device="cpu", seed=0)
     features = th.randn(40, 3)
     with th.no_grad():
         spread, _ = action_profile(model.critic, features, "first")
@@ -293,11 +286,11 @@ class LinearQ(th.nn.Module):
 
 
 @pytest.mark.parametrize("level", [0.0, 5.0])
-def test_critic_disagreement_is_about_the_action_profile_and_not_the_value_level(level):
+def test_critic_disagreement_is_about_the_action_profile_and_not_the_value_level(level, tiny):
     """Q_1 = 2a and Q_2 = -2a (+ level * s_0, which only moves the state's value): the profiles differ by
     4 (a - mean a), so the disagreement is sqrt(8 E[(a - mean a)^2]) = sqrt(8 * 15/16 / 3) = 1.58 for 16 uniform
     actions per state, whatever the level; the spread of the first is 2 sd(a) = 1.15."""
-    critic = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, device="cpu", seed=0).critic
+    critic = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **tiny, device="cpu", seed=0).critic
     critic.q_networks = [LinearQ(2.0, 0.0), LinearQ(-2.0, level)]
     features = th.randn(32, 3)
     th.manual_seed(0)
@@ -321,11 +314,11 @@ def test_critic_disagreement_is_about_the_action_profile_and_not_the_value_level
         ("auto", 1, "td_error"),
     ],
 )
-def test_train_floors_the_q_scale_with_the_chosen_floor(floor, n_critics, in_use, monkeypatch):
+def test_train_floors_the_q_scale_with_the_chosen_floor(floor, n_critics, in_use, monkeypatch, tiny):
     model = SOM(
         "MlpMeanFlowPolicy",
         "Pendulum-v1",
-        **{**SMALL, "policy_kwargs": dict(net_arch=[32, 32], n_critics=n_critics)},
+        **{**tiny, "policy_kwargs": dict(net_arch=[16], n_critics=n_critics)},
         q_scale_floor=floor,
         device="cpu",
         seed=0,
@@ -395,8 +388,8 @@ def test_critic_bootstraps_through_time_limits_only_when_told(handle_timeout_ter
         assert value < 45.0
 
 
-def test_actor_jvp_equals_torch_func_jvp_of_the_average_velocity():
-    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, device="cpu", seed=0)
+def test_actor_jvp_equals_torch_func_jvp_of_the_average_velocity(tiny):
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **tiny, device="cpu", seed=0)
     actor = model.actor
     features = th.randn(16, 3, requires_grad=True)
     a_t, v = th.randn(16, 1), th.randn(16, 1)
@@ -410,8 +403,8 @@ def test_actor_jvp_equals_torch_func_jvp_of_the_average_velocity():
     assert features.grad is not None and all(p.grad is not None for p in actor.velocity_net.parameters())
 
 
-def test_actor_update_uses_the_first_half_of_the_batch_valued_by_the_target_critic(monkeypatch):
-    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **{**SMALL, "batch_size": 10}, seed=0)
+def test_actor_update_uses_the_first_half_of_the_batch_valued_by_the_target_critic(monkeypatch, tiny):
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **{**tiny, "batch_size": 10}, seed=0)
     model.learn(60)
     batch = model.replay_buffer.sample(10)
     monkeypatch.setattr(model.replay_buffer, "sample", lambda *args, **kwargs: batch)
@@ -429,10 +422,10 @@ def test_actor_update_uses_the_first_half_of_the_batch_valued_by_the_target_crit
     assert seen["critic_target"] == [10, 5]
 
 
-def test_identical_twin_critics_keep_the_q_scale_above_float_rounding():
+def test_identical_twin_critics_keep_the_q_scale_above_float_rounding(tiny):
     # Q networks that agree exactly have no disagreement to floor the scale with; Q differences of float32 rounding
     # must not then become logit differences of order 1
-    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, device="cpu", seed=0)
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **tiny, device="cpu", seed=0)
     features = th.randn(32, 3)
     with th.no_grad():
         for q_net in model.critic.q_networks:
@@ -452,12 +445,12 @@ COMPILE_DEVICES = [
 
 @pytest.mark.slow  # compiling takes 30-80 s on a CPU
 @pytest.mark.parametrize("device", COMPILE_DEVICES)
-def test_compiled_gradient_step_computes_what_the_eager_step_computes(tmp_path, monkeypatch, device):
+def test_compiled_gradient_step_computes_what_the_eager_step_computes(tmp_path, monkeypatch, device, tiny):
     # inductor draws its random numbers from the same generator and ops as eager, so both see the same noise; the
     # reset drops graphs compiled earlier in this process without that setting, which the new models would reuse
     monkeypatch.setattr(th._inductor.config, "fallback_random", True)
     th._dynamo.reset()
-    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **SMALL, device=device, seed=0)
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **tiny, device=device, seed=0)
     model.learn(100)
     model.save(tmp_path / "start")
     trained = {}
@@ -491,8 +484,8 @@ def test_compiled_gradient_step_computes_what_the_eager_step_computes(tmp_path, 
     )
 
 
-def test_face_fraction_is_the_share_of_one_step_sample_coordinates_on_the_box_faces():
-    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **{**SMALL, "batch_size": 256}, learning_rate=0.0, seed=0)
+def test_face_fraction_is_the_share_of_one_step_sample_coordinates_on_the_box_faces(tiny):
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **{**tiny, "batch_size": 256}, learning_rate=0.0, seed=0)
     model.learn(60)
     last_layer = model.actor.velocity_net[-1]
     fractions = []
