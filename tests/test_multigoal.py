@@ -5,8 +5,9 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+from stable_baselines3.common.callbacks import BaseCallback
 
-import sb3_som  # noqa: F401  (registers the task)
+from sb3_som import SOM
 from sb3_som.envs import MultiGoalPointMass
 
 
@@ -53,3 +54,39 @@ def test_an_rgb_frame_shows_the_goals_and_the_point_mass():
     goal_pixel = (side // 2, side // 2 + int(5.0 * side / 14))  # the goal at (5, 0)
     assert tuple(frame[goal_pixel]) == (60, 170, 60)
     assert tuple(frame[0, 0]) == (255, 255, 255)
+
+
+def test_a_short_som_run_reaches_a_goal_and_its_critic_stays_within_the_return_bound():
+    """3,000 steps of a small SOM: every stochastic episode reaches a goal, and the critic's mean Q never exceeds the
+    largest return the task has (the goal reward, 10: every other reward is a cost)."""
+    model = SOM(
+        "MlpPolicy",
+        "MultiGoalPointMass-v0",
+        learning_rate=1e-3,
+        batch_size=64,
+        n_score_samples=8,
+        distillation_steps=2,
+        policy_kwargs=dict(net_arch=[64, 64]),
+        seed=0,
+    )
+    q_means = []
+
+    class RecordQ(BaseCallback):
+        def _on_step(self) -> bool:
+            q_means.append(self.model.logger.name_to_value.get("train/q_mean", -np.inf))
+            return True
+
+    model.learn(3000, callback=RecordQ())
+    env = gym.make("MultiGoalPointMass-v0")
+    goals = []
+    for episode in range(20):
+        observation, _ = env.reset(seed=episode)
+        done = False
+        while not done:
+            action, _ = model.predict(observation, deterministic=False)
+            observation, _, terminated, truncated, info = env.step(action)
+            done = terminated or truncated
+        goals.append(info["goal"])
+    assert min(goals) >= 0, goals  # a goal in every episode
+    assert max(q_means) <= MultiGoalPointMass.GOAL_REWARD
+    assert len(set(q_means)) > 100  # the critic logged throughout the run
