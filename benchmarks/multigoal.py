@@ -178,6 +178,7 @@ def draw(runs: dict, finals: dict, algos: list[str], png: str) -> None:
             curves.plot(steps, [entry["first_value"] for entry in lines], color=f"C{seed}", label=f"Q, seed {seed}")
             curves.plot(steps, [entry["first_return"] for entry in lines], color=f"C{seed}", linestyle=":")
         curves.set(xlabel="steps", title="critic's first-step value (solid) / its return (dotted)")
+        curves.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
     figure.tight_layout()
     figure.savefig(png, dpi=80)
 
