@@ -32,6 +32,7 @@ def test_one_step_reproduces_mean_and_spread_of_a_gaussian_target():
     assert energy_distance(one, many) < 0.01  # one step samples what 20 steps sample
 
 
+@pytest.mark.slow  # 4,000 updates on six modes, about 40 s; the in-loop bandit test below checks modes in the default run
 def test_one_step_covers_the_modes_of_a_mixture_with_mass_on_the_heavier_ones():
     mixture = multi_goal_mixture()  # six bumps, sigma 0.1, weights 2, 1, 2, 1, 2, 1
     one, many, generator = fit_and_sample(mixture.q_function, 4000, seed=0, n_samples=N)
