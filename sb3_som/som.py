@@ -225,7 +225,9 @@ class SOM(OffPolicyAlgorithm):
     @property
     def target_alpha(self) -> float:
         """The target's inverse temperature (``settings.target_alpha``): "auto" resolved for this action space."""
-        return target_alpha(self.alpha, get_action_dim(self.action_space))
+        action_shape = self.action_space.shape  # math.prod, unlike SB3's get_action_dim, traces in torch.compile
+        assert action_shape is not None
+        return target_alpha(self.alpha, math.prod(action_shape))
 
     @property
     def flow_config(self) -> FlowTargetConfig:
