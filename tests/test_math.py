@@ -16,7 +16,7 @@ from reference_targets import (
     posterior_mean_from_velocity,
 )
 from sb3_som.meanflow import STEP_GRID_POWER, adaptive_weighted_loss, meanflow_target, sample_actions, sequential_jvp
-from sb3_som.paths import TIME_POWER, LinearPath, sample_r_t, time_features
+from sb3_som.paths import T_EPS, TIME_POWER, LinearPath, sample_r_t, time_features
 from sb3_som.score import (
     estimate_velocity,
     first_stage_size,
@@ -70,9 +70,10 @@ def test_r_t_sampler_orders_times_and_keeps_the_requested_share_of_intervals():
     assert r.shape == t.shape == (20_000, 1)
     assert (r <= t).all() and (t > 0).all() and (t < 1).all() and (r >= 0).all()
     assert abs((r != t).float().mean().item() - 0.25) < 0.02
-    # t = U^TIME_POWER: the share of times below x is x^(1 / TIME_POWER), finer near the actions than uniform times
+    # t = T_EPS + (1 - 2 T_EPS) U^TIME_POWER: finer near the actions than uniform times
     for x in (0.01, 0.1, 0.5):
-        assert abs((t < x).float().mean().item() - x ** (1 / TIME_POWER)) < 0.01
+        share_below = ((x - T_EPS) / (1 - 2 * T_EPS)) ** (1 / TIME_POWER)
+        assert abs((t < x).float().mean().item() - share_below) < 0.01
 
 
 def test_time_features_shape_and_first_column():
