@@ -57,6 +57,16 @@ def run(job: tuple[str, int, int, float]) -> dict[str, Any]:
     return result
 
 
+def print_results(columns: tuple[str, ...], results: list[dict[str, Any]]) -> None:
+    """Print ``results`` as a markdown table of ``columns`` (floats to 3 significant digits), then all as JSON."""
+    print("| " + " | ".join(columns) + " |")
+    print("|---" * len(columns) + "|")
+    for result in results:
+        cells = (f"{result[c]:.3g}" if isinstance(result[c], float) else str(result[c]) for c in columns)
+        print("| " + " | ".join(cells) + " |")
+    print("\n```json\n" + json.dumps(results) + "\n```")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--timesteps", type=int, default=2500)
@@ -70,12 +80,7 @@ def main() -> None:
         results = pool.map(run, jobs)
     print(f"# Multi-goal bandit, SOM alpha {args.alpha}, {args.timesteps} steps, 128x128 nets\n")
     columns = ("variant", "seed", "reward_1", "reward_20", "gap", "on_modes_1", "on_modes_20", "modes_1", "modes_20")
-    print("| " + " | ".join(columns) + " |")
-    print("|---" * len(columns) + "|")
-    for result in results:
-        cells = (f"{result[c]:.3g}" if isinstance(result[c], float) else str(result[c]) for c in columns)
-        print("| " + " | ".join(cells) + " |")
-    print("\n```json\n" + json.dumps(results) + "\n```")
+    print_results(columns, results)
 
 
 if __name__ == "__main__":

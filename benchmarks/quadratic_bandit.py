@@ -18,13 +18,13 @@ optimum inside the box in 17-D (Humanoid's action dimension: is the policy as na
 from __future__ import annotations
 
 import argparse
-import json
 from multiprocessing import Pool
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch as th
+from bandit_fidelity import print_results
 from gymnasium import spaces
 
 from sb3_som import SOM
@@ -96,12 +96,7 @@ def main() -> None:
     print(f"# Quadratic bandit, d = {args.dim}, optimum {args.optimum} per coordinate, SOM defaults, {args.timesteps} "
           f"steps, {N} stochastic actions\n")  # fmt: skip
     columns = ("seed", "std_over_target", "share_beyond_098", "target_share_beyond_098", "std", "target_std", "q_scale")
-    print("| " + " | ".join(columns) + " |")
-    print("|---" * len(columns) + "|")
-    for result in results:
-        cells = (f"{result[c]:.3g}" if isinstance(result[c], float) else str(result[c]) for c in columns)
-        print("| " + " | ".join(cells) + " |")
-    print("\n```json\n" + json.dumps(results) + "\n```")
+    print_results(columns, results)
 
 
 if __name__ == "__main__":

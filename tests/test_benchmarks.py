@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from action_distribution import count_modes, summary
+from quadratic_bandit import target_coordinate
 
 
 @pytest.mark.parametrize(
@@ -31,3 +32,12 @@ def test_summary_of_bimodal_and_face_samples() -> None:
     assert row["mean modes"] == pytest.approx(1.5)
     assert row["share on a face"] == pytest.approx(0.5)
     assert row["mean std"] == pytest.approx(bimodal.std() / 2, rel=1e-6)
+
+
+def test_quadratic_bandit_target_by_quadrature_against_closed_forms() -> None:
+    # a flat target is uniform on [-1, 1]: standard deviation 1 / sqrt(3), 2% of it beyond 0.98 (1% at each face)
+    std, share = target_coordinate(0.85, 1e-12)
+    assert std == pytest.approx(3**-0.5, rel=1e-4) and share == pytest.approx(0.02, rel=1e-3)
+    # a sharp one well inside the box is a Gaussian of variance WIDTH / (2 c), nothing of it on a face
+    std, share = target_coordinate(0.3, 8.0)
+    assert std == pytest.approx((0.08 / 16) ** 0.5, rel=1e-3) and share < 1e-12
