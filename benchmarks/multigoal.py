@@ -5,9 +5,10 @@
 share that reach each goal, the number of goals reached by at least 5% of the episodes, the entropy of the goal shares
 (of the episodes that reach one; log 4 = 1.386 is all four equally), the mean return, the critic's value of the first
 step (min over the Q networks, mean over episodes) against the Monte-Carlo discounted return that followed it, and
-the mean of ``train/q_mean`` since the last evaluation. The last line also holds the first ``TRAJECTORIES`` episodes'
-positions for the figure. ``report`` turns the lines into a table (final evaluation per seed) and a PNG of the curves
-and trajectories.
+the mean of ``train/q_mean`` since the last evaluation; for SOM, also the goal directions of its actions at the start
+state against those of its target ``exp(alpha Q / q_scale)`` there (``start_directions``). The last line also holds
+the first ``TRAJECTORIES`` episodes' positions for the figure. ``report`` turns the lines into a table (final
+evaluation per seed) and a PNG of the curves and trajectories.
 
     python benchmarks/multigoal.py run --algo som --seed 0 --out multigoal_runs.jsonl
     python benchmarks/multigoal.py report multigoal_runs.jsonl --table multigoal.md --png multigoal.png
@@ -31,6 +32,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
 from sb3_som import SOM
+from sb3_som.critic_values import action_profile, floored_q_scale, q_at_states
 from sb3_som.envs import MultiGoalPointMass
 
 ENV_ID = "MultiGoalPointMass-v0"
@@ -38,6 +40,44 @@ ALGOS = {"som": SOM, "sac": SAC, "td3": TD3}
 N_GOALS = len(MultiGoalPointMass.GOALS)
 REACHED_SHARE = 0.05  # a goal counts as reached by a run when at least this share of its episodes reach it
 TRAJECTORIES = 30  # episodes of the final evaluation whose positions the last line keeps
+START_ACTIONS = 4000  # stochastic actions of the policy at the start state, for its goal directions
+TARGET_GRID = 201  # points per axis of the action box on which the start state's target is evaluated
+
+
+def goal_directions(actions: th.Tensor, weights: th.Tensor) -> list[float]:
+    """Weight of actions (N, 2) heading for each goal (+x, -x, +y, -y: the quarter-plane around its axis), for
+    weights (N,) that sum to 1."""
+    x, y = actions[:, 0], actions[:, 1]
+    along_x = x.abs() >= y.abs()
+    sectors = [along_x & (x > 0), along_x & (x <= 0), ~along_x & (y > 0), ~along_x & (y <= 0)]
+    return [weights[sector].sum().item() for sector in sectors]
+
+
+def start_directions(model: SOM) -> dict[str, list[float]]:
+    """Goal directions at the start state (the origin) of SOM's stochastic actions and of its target.
+
+    The target is ``exp(alpha Q / q_scale)`` as the actor's update sees it: Q from the target critic's first network
+    on a ``TARGET_GRID``-square grid of the action box, the Q scale measured on a replay batch as in training. Where
+    the two agree, the one-step policy reproduces its target, and which goals it heads for is the critic's doing.
+    """
+    numpy_state = np.random.get_state()  # the replay sample and the actions draw from training's random streams
+    with th.random.fork_rng(devices=[]), th.no_grad():
+        replay = model.replay_buffer.sample(model.batch_size)  # type: ignore[union-attr]
+        _, td_error_rms, _ = model._critic_loss(replay)
+        critic = model.critic_target
+        features = critic.extract_features(replay.observations, critic.features_extractor)
+        spread, disagreement = action_profile(critic, features, "first")
+        floor = disagreement if model.q_scale_floor_in_use == "critic_disagreement" else td_error_rms
+        beta = model.target_alpha / floored_q_scale(spread, floor)
+        axis = th.linspace(-1.0, 1.0, TARGET_GRID)
+        grid = th.stack(th.meshgrid(axis, axis, indexing="ij"), dim=-1).reshape(1, -1, 2).to(model.device)
+        origin = th.zeros(1, 2, device=model.device)
+        q_values = q_at_states(critic, critic.extract_features(origin, critic.features_extractor), grid, "first")[0]
+        target = goal_directions(grid[0], th.softmax(beta * q_values, dim=0))
+        actions, _ = model.predict(np.zeros((START_ACTIONS, 2), dtype=np.float32), deterministic=False)
+        policy = goal_directions(th.as_tensor(actions), th.full((START_ACTIONS,), 1 / START_ACTIONS))
+    np.random.set_state(numpy_state)
+    return {"policy": policy, "target": target}
 
 
 def evaluate(model: BaseAlgorithm, episodes: int, seed: int, keep: int = 0) -> dict[str, Any]:
@@ -81,6 +121,8 @@ def evaluate(model: BaseAlgorithm, episodes: int, seed: int, keep: int = 0) -> d
     }
     if keep:
         result["trajectories"] = paths
+    if isinstance(model, SOM):
+        result["start_directions"] = start_directions(model)
     return result
 
 
@@ -127,17 +169,24 @@ def report(args: argparse.Namespace) -> None:
     runs = read_lines(args.lines)
     finals = {key: max(lines, key=lambda entry: entry["timesteps"]) for key, lines in runs.items()}
     algos = [algo for algo in ALGOS if any(key[0] == algo for key in finals)]
-    rows = ["| algorithm | seed | steps | success | goal shares (+x, -x, +y, -y) | goals >= 5% | goal entropy |"]
-    rows.append("|---|---|---|---|---|---|---|")
+    rows = [
+        "| algorithm | seed | steps | success | goal shares (+x, -x, +y, -y) | goals >= 5% | goal entropy "
+        "| start state's directions: policy / target |"
+    ]
+    rows.append("|---|---|---|---|---|---|---|---|")
     summary = ["| algorithm | seeds | success, mean | seeds with >= 3 goals | goal entropy, mean |", "|---|---|---|---|---|"]
     for algo in algos:
         keys = sorted(key for key in finals if key[0] == algo)
         for key in keys:
             final = finals[key]
             shares = ", ".join(f"{share:.2f}" for share in final["goal_shares"])
+            directions = final.get("start_directions")
+            start = "-"
+            if directions:
+                start = " / ".join(" ".join(f"{v:.2f}" for v in directions[k]) for k in ("policy", "target"))
             rows.append(
                 f"| {algo.upper()} | {key[1]} | {final['timesteps']} | {final['success']:.2f} | {shares} | "
-                f"{final['goals_reached']} | {final['goal_entropy'] + 0.0:.2f} |"
+                f"{final['goals_reached']} | {final['goal_entropy'] + 0.0:.2f} | {start} |"
             )
         entries = [finals[key] for key in keys]
         summary.append(

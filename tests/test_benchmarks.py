@@ -2,7 +2,9 @@
 
 import numpy as np
 import pytest
+import torch as th
 from action_distribution import count_modes, summary
+from multigoal import goal_directions
 from quadratic_bandit import target_coordinate
 
 
@@ -41,3 +43,10 @@ def test_quadratic_bandit_target_by_quadrature_against_closed_forms() -> None:
     # a sharp one well inside the box is a Gaussian of variance WIDTH / (2 c), nothing of it on a face
     std, share = target_coordinate(0.3, 8.0)
     assert std == pytest.approx((0.08 / 16) ** 0.5, rel=1e-3) and share < 1e-12
+
+
+def test_goal_directions_split_the_weight_by_the_quarter_plane_around_each_goal_axis() -> None:
+    actions = th.tensor([[0.9, 0.2], [-0.5, -0.4], [0.1, 0.3], [-0.2, -0.7], [0.6, -0.6]])
+    weights = th.tensor([0.1, 0.2, 0.3, 0.15, 0.25])
+    # +x, -x, +y, -y; (0.6, -0.6) lies on the diagonal and counts towards the x goals
+    assert goal_directions(actions, weights) == pytest.approx([0.35, 0.2, 0.3, 0.15])
