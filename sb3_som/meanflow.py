@@ -30,6 +30,10 @@ with warnings.catch_warnings():
 
     _maybe_load_decompositions()
 
+# the k-step grid is t_i = (1 - i / k)^STEP_GRID_POWER: its steps shrink toward the actions (t = 0), where the flow
+# of a narrow target turns fastest (docs/algorithm.md, "Times and steps")
+STEP_GRID_POWER = 2
+
 # u(a_t (B, d), r (B, 1), t (B, 1)) -> (B, d)
 AverageVelocity = Callable[[th.Tensor, th.Tensor, th.Tensor], th.Tensor]
 # (a_t, r, t, v) -> (u with its graph, du/dt along (v, 0, 1) detached), both (B, d)
@@ -108,12 +112,13 @@ def adaptive_weighted_loss(prediction: th.Tensor, target: th.Tensor, power: floa
 def sample_actions(u_fn: AverageVelocity, noise: th.Tensor, steps: int = 1) -> th.Tensor:
     """Carry noise (B, d) at t = 1 to actions at t = 0 in ``steps`` MeanFlow steps.
 
-    ``a_{t_{i+1}} = a_{t_i} - (t_i - t_{i+1}) u(a_{t_i}, t_{i+1}, t_i)`` on an even grid; with
+    ``a_{t_{i+1}} = a_{t_i} - (t_i - t_{i+1}) u(a_{t_i}, t_{i+1}, t_i)`` on the grid ``t_i = (1 - i / steps)^2``
+    (:data:`STEP_GRID_POWER`); with
     ``steps = 1`` this is the one-call policy ``a = e - u(e, 0, 1)``. Returns (B, d), unclipped.
     """
     if steps < 1:
         raise ValueError(f"sampling steps must be >= 1, got {steps}")
-    grid = th.linspace(1.0, 0.0, steps + 1, device=noise.device)
+    grid = th.linspace(1.0, 0.0, steps + 1, device=noise.device) ** STEP_GRID_POWER
     action = noise
     ones = noise.new_ones(noise.shape[0], 1)
     for i in range(steps):

@@ -15,8 +15,8 @@ from reference_targets import (
     peaked,
     posterior_mean_from_velocity,
 )
-from sb3_som.meanflow import adaptive_weighted_loss, meanflow_target, sample_actions, sequential_jvp
-from sb3_som.paths import LinearPath, sample_r_t, time_features
+from sb3_som.meanflow import STEP_GRID_POWER, adaptive_weighted_loss, meanflow_target, sample_actions, sequential_jvp
+from sb3_som.paths import T_EPS, TIME_POWER, LinearPath, sample_r_t, time_features
 from sb3_som.score import (
     estimate_velocity,
     first_stage_size,
@@ -70,6 +70,10 @@ def test_r_t_sampler_orders_times_and_keeps_the_requested_share_of_intervals():
     assert r.shape == t.shape == (20_000, 1)
     assert (r <= t).all() and (t > 0).all() and (t < 1).all() and (r >= 0).all()
     assert abs((r != t).float().mean().item() - 0.25) < 0.02
+    # t = T_EPS + (1 - 2 T_EPS) U^TIME_POWER: finer near the actions than uniform times
+    for x in (0.01, 0.1, 0.5):
+        share_below = ((x - T_EPS) / (1 - 2 * T_EPS)) ** (1 / TIME_POWER)
+        assert abs((t < x).float().mean().item() - share_below) < 0.01
 
 
 def test_time_features_shape_and_first_column():
@@ -369,6 +373,19 @@ def test_k_step_sampler_integrates_the_exact_average_velocity_of_a_linear_flow()
         assert th.allclose(sample_actions(u_fn, noise, steps), c.expand(5, 2), atol=1e-5)
     with pytest.raises(ValueError, match="steps"):
         sample_actions(u_fn, noise, 0)
+
+
+def test_k_step_sampler_takes_steps_that_shrink_toward_the_actions():
+    intervals = []
+
+    def u_fn(a, r, t):
+        intervals.append((round(t[0, 0].item(), 6), round(r[0, 0].item(), 6)))
+        return th.zeros_like(a)
+
+    sample_actions(u_fn, th.zeros(3, 2), 4)
+    grid = [(1 - i / 4) ** STEP_GRID_POWER for i in range(5)]
+    assert intervals == [(round(grid[i], 6), round(grid[i + 1], 6)) for i in range(4)]
+    assert STEP_GRID_POWER > 1  # so each step is shorter than the one before it
 
 
 def test_adaptive_loss_value_and_weight():
