@@ -32,8 +32,9 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
 from sb3_som import SOM
-from sb3_som.critic_values import action_profile, floored_q_scale, q_at_states
+from sb3_som.critic_values import q_at_states
 from sb3_som.envs import MultiGoalPointMass
+from sb3_som.objective import target_q_scale
 
 ENV_ID = "MultiGoalPointMass-v0"
 ALGOS = {"som": SOM, "sac": SAC, "td3": TD3}
@@ -66,9 +67,8 @@ def start_directions(model: SOM) -> dict[str, list[float]]:
         _, td_error_rms, _ = model._critic_loss(replay)
         critic = model.critic_target
         features = critic.extract_features(replay.observations, critic.features_extractor)
-        spread, disagreement = action_profile(critic, features, "first")
-        floor = disagreement if model.q_scale_floor_in_use == "critic_disagreement" else td_error_rms
-        beta = model.target_alpha / floored_q_scale(spread, floor)
+        q_scale, _, _ = target_q_scale(critic, features, model.q_scale_floor_in_use, td_error_rms)
+        beta = model.target_alpha / q_scale
         axis = th.linspace(-1.0, 1.0, TARGET_GRID)
         grid = th.stack(th.meshgrid(axis, axis, indexing="ij"), dim=-1).reshape(1, -1, 2).to(model.device)
         origin = th.zeros(1, 2, device=model.device)

@@ -110,6 +110,20 @@ def actor_batch_size(batch_size: int) -> int:
     return math.ceil(ACTOR_BATCH_FRACTION * batch_size)
 
 
+def target_q_scale(
+    critic: ContinuousCritic, critic_features: th.Tensor, q_scale_floor: str, td_error_rms: th.Tensor
+) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+    """The Q scale that ``alpha`` is relative to, with its parts: (scale, spread, disagreement), scalars.
+
+    The spread of the first Q network across uniform actions at the first states of critic features (B, f)
+    (``critic_values.action_profile``), never below ``q_scale_floor``'s floor: "critic_disagreement", the Q
+    networks' disagreement about the action profile; "td_error", ``td_error_rms``, the critic's RMS TD error.
+    """
+    spread, disagreement = action_profile(critic, critic_features, "first")
+    floor = disagreement if q_scale_floor == "critic_disagreement" else td_error_rms
+    return floored_q_scale(spread, floor), spread, disagreement
+
+
 def first_rows(observations: PyTorchObs, n: int) -> PyTorchObs:
     """The first ``n`` rows of a batch of observations (a tensor, or a dict of tensors for Dict spaces)."""
     if isinstance(observations, dict):
@@ -141,8 +155,7 @@ def actor_objective(
     a0 = (noise - one_step_velocity.detach()).clamp(-1.0, 1.0)
     with th.no_grad():
         critic_features = critic.extract_features(states, critic.features_extractor)
-        spread, disagreement = action_profile(critic, critic_features, "first")
-        q_scale = floored_q_scale(spread, disagreement if q_scale_floor == "critic_disagreement" else td_error_rms)
+        q_scale, spread, disagreement = target_q_scale(critic, critic_features, q_scale_floor, td_error_rms)
     losses = actor_losses(
         u_fn=actor.velocity_at(actor_features),
         a0=a0,
