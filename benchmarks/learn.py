@@ -67,6 +67,8 @@ from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_som import SOM
+from sb3_som.critic_values import q_at_states
+from sb3_som.objective import FACE_THRESHOLD
 
 try:
     import mujoco
@@ -80,6 +82,9 @@ CHECKPOINT_PREFIX = "step_"  # a complete checkpoint: CHECKPOINT_DIR/step_<num_t
 PARTIAL_PREFIX = ".partial-"  # a checkpoint being written (renamed to step_<n> when complete)
 # episode i of the final evaluation starts from reset(seed=FINAL_EVAL_SEED + i): the same starts for every run
 FINAL_EVAL_SEED = 1_000_000
+# the policy's diagnostics at each evaluation: the latest states of the replay buffer, stochastic actions per state,
+# and how many of them the critic's Best-of-N picks from
+DIAGNOSTIC_STATES, DIAGNOSTIC_SAMPLES, DIAGNOSTIC_BEST_OF = 32, 256, 64
 
 
 def zoo_file(algo: str) -> str:
@@ -256,10 +261,45 @@ def drop_lines_after(out: str, run_id: str, timesteps: int) -> None:
     os.replace(temporary, out)
 
 
+def policy_diagnostics(model: OffPolicyAlgorithm) -> dict[str, float]:
+    """The policy at the latest ``DIAGNOSTIC_STATES`` states of the replay buffer (SOM or SAC, Box observations).
+
+    ``spread``: the standard deviation per coordinate of ``DIAGNOSTIC_SAMPLES`` stochastic actions per state, in
+    the box ``[-1, 1]^d`` (uniform: 0.577), averaged over states and coordinates; ``face_share``: the share of those
+    coordinates beyond ``FACE_THRESHOLD``; ``best_of_n_gap``: the critic's value (the minimum over its Q networks)
+    of the best of the first ``DIAGNOSTIC_BEST_OF`` samples less that of the deterministic action, averaged over
+    states. Training's random streams are left as they were (the same run with or without the diagnostics).
+    """
+    buffer = model.replay_buffer
+    assert buffer is not None
+    stored = buffer.buffer_size if buffer.full else buffer.pos
+    latest = (buffer.pos - 1 - np.arange(min(DIAGNOSTIC_STATES, stored))) % buffer.buffer_size
+    observations = buffer.observations[latest, 0]  # (S, o), the first environment's
+    numpy_state = np.random.get_state()
+    with th.random.fork_rng(devices=[]), th.no_grad():
+        sampled, _ = model.predict(np.repeat(observations, DIAGNOSTIC_SAMPLES, axis=0), deterministic=False)
+        deterministic, _ = model.predict(observations, deterministic=True)
+        sampled = model.policy.scale_action(sampled).reshape(len(observations), DIAGNOSTIC_SAMPLES, -1)
+        deterministic = model.policy.scale_action(deterministic)[:, None]
+        critic = model.critic
+        features = critic.extract_features(model.policy.obs_to_tensor(observations)[0], critic.features_extractor)
+        candidates = th.as_tensor(np.concatenate([deterministic, sampled[:, :DIAGNOSTIC_BEST_OF]], axis=1),
+                                  dtype=th.float32, device=model.device)  # fmt: skip
+        q_values = q_at_states(critic, features, candidates, "min")  # (S, 1 + DIAGNOSTIC_BEST_OF)
+        gap = (q_values[:, 1:].max(dim=1).values - q_values[:, 0]).mean().item()
+    np.random.set_state(numpy_state)
+    return {
+        "spread": float(sampled.std(axis=1).mean()),
+        "face_share": float((np.abs(sampled) > FACE_THRESHOLD).mean()),
+        "best_of_n_gap": gap,
+    }
+
+
 class Curve(BaseCallback):
     """Evaluates the deterministic policy every ``--eval-every`` steps, appends a JSON line per evaluation, saves checkpoints.
 
-    Each line also carries the latest ``train/`` diagnostics the algorithm logged (``train`` field), the wall
+    Each line also carries the latest ``train/`` diagnostics the algorithm logged (``train`` field), the policy's
+    spread, face share and Best-of-N gap at the latest states (``policy`` field, :func:`policy_diagnostics`), the wall
     time of the run so far (``seconds``, continued across resumes) and of the last interval per 10,000 steps
     (``seconds_per_10k``; evaluation and checkpoint writing included).
 
@@ -299,7 +339,7 @@ class Curve(BaseCallback):
             row = dict(self.record, timesteps=self.num_timesteps, mean_return=float(np.mean(returns)),
                        std_return=float(np.std(returns)), seconds=round(seconds, 1),
                        seconds_per_10k=round((seconds - last_seconds) * 10_000 / (self.num_timesteps - last_step), 1),
-                       train=dict(self.runner["diagnostics"]))  # fmt: skip
+                       train=dict(self.runner["diagnostics"]), policy=policy_diagnostics(self.model))  # fmt: skip
             with open(self.args.out, "a") as file:
                 file.write(json.dumps(row) + "\n")
             self.runner["last_line"] = (self.num_timesteps, seconds)

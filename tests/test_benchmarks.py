@@ -50,3 +50,24 @@ def test_goal_directions_split_the_weight_by_the_quarter_plane_around_each_goal_
     weights = th.tensor([0.1, 0.2, 0.3, 0.15, 0.25])
     # +x, -x, +y, -y; (0.6, -0.6) lies on the diagonal and counts towards the x goals
     assert goal_directions(actions, weights) == pytest.approx([0.35, 0.2, 0.3, 0.15])
+
+
+@pytest.mark.parametrize("algo", ["som", "sac"])
+def test_policy_diagnostics_measure_the_latest_states_and_leave_training_random_streams_alone(algo: str) -> None:
+    from learn import ALGOS, DIAGNOSTIC_SAMPLES, DIAGNOSTIC_STATES, policy_diagnostics
+
+    model = ALGOS[algo]("MlpPolicy", "Pendulum-v1", learning_starts=50, batch_size=16, seed=0,
+                        policy_kwargs={"net_arch": [16, 16]})  # fmt: skip
+    model.learn(120)
+    th.manual_seed(5)
+    torch_state, numpy_state = th.get_rng_state(), np.random.get_state()
+    row = policy_diagnostics(model)
+    assert th.equal(th.get_rng_state(), torch_state)
+    assert all(np.array_equal(a, b) for a, b in zip(np.random.get_state(), numpy_state, strict=True))
+    # the same draws, the states taken by hand: the last DIAGNOSTIC_STATES stored, newest first
+    observations = model.replay_buffer.observations[119 - np.arange(DIAGNOSTIC_STATES), 0]
+    actions, _ = model.predict(np.repeat(observations, DIAGNOSTIC_SAMPLES, axis=0), deterministic=False)
+    actions = model.policy.scale_action(actions).reshape(DIAGNOSTIC_STATES, DIAGNOSTIC_SAMPLES, -1)
+    assert row["spread"] == pytest.approx(actions.std(axis=1).mean(), rel=1e-6)
+    assert row["face_share"] == pytest.approx((np.abs(actions) > 0.98).mean())
+    assert 0.0 < row["spread"] < 1.0 and np.isfinite(row["best_of_n_gap"])

@@ -38,7 +38,7 @@ def learn() -> ModuleType:
 def curve(path: Path) -> list[tuple[Any, ...]]:
     """What an evaluation line measures (not where or how long it ran), in file order."""
     rows = [json.loads(line) for line in path.read_text().splitlines()]
-    return [(row["timesteps"], row["mean_return"], row["std_return"], row["train"]) for row in rows]
+    return [(row["timesteps"], row["mean_return"], row["std_return"], row["train"], row["policy"]) for row in rows]
 
 
 @pytest.mark.parametrize(
