@@ -3,6 +3,7 @@ committed raw lines, and their relative links resolve."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import re
@@ -59,6 +60,18 @@ def test_the_results_table_is_what_the_runner_reports_from_the_committed_lines(d
     assert rows, f"{doc.name} has no MuJoCo results table"
     for row in rows:
         assert row in reported, f"{doc.name}: {row!r} is not what benchmarks/learn.py report prints"
+
+
+def test_the_multigoal_table_is_what_the_script_reports_from_the_committed_lines(tmp_path: Path):
+    spec = importlib.util.spec_from_file_location("multigoal", ROOT / "benchmarks" / "multigoal.py")
+    assert spec is not None and spec.loader is not None
+    multigoal = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(multigoal)
+    table = tmp_path / "multigoal.md"
+    multigoal.report(argparse.Namespace(lines=[str(RESULTS / "multigoal_cpu.jsonl")], table=str(table), png=None))
+    text = (ROOT / "docs" / "benchmarks.md").read_text()
+    marker = "<!-- multigoal table: benchmarks/multigoal.py report benchmarks/results/multigoal_cpu.jsonl -->\n"
+    assert marker + table.read_text().strip() + "\n<!-- end -->" in text
 
 
 def test_every_results_file_is_cited_by_a_doc():
