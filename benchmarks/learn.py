@@ -28,6 +28,11 @@ in every run, so final returns of algorithms and seeds compare without the sprea
     python benchmarks/learn.py run --algo som --env Hopper-v5 --seed 0 --timesteps 300000 --eval-every 10000 \\
         --checkpoint-every 10000 --out runs.jsonl          # the same command again resumes
     python benchmarks/learn.py report runs.jsonl --table table.md --png curves.png
+
+``diagnose`` appends, per checkpoint, one line with the policy's spread, face share and the critic's Best-of-N gap
+at the latest states of its replay buffer (what each evaluation line of a run holds as ``policy``):
+
+    python benchmarks/learn.py diagnose runs/checkpoints/som_Hopper-v5_0/step_100000 --out diagnostics.jsonl
 """
 
 from __future__ import annotations
@@ -616,7 +621,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     summary.add_argument("--table")
     summary.add_argument("--png")
     summary.add_argument("--worst-after", type=int, help="also give each run's lowest evaluation after this step")
+    diagnosis = commands.add_parser("diagnose", help="the policy at checkpoints: spread, face share, Best-of-N gap")
+    diagnosis.add_argument("checkpoints", nargs="+", help="checkpoint directories (CHECKPOINT_DIR/step_N)")
+    diagnosis.add_argument("--out", required=True, help="JSON-lines file the lines are appended to")
     args = parser.parse_args(argv)
+    if args.command == "diagnose":
+        missing = [path for path in args.checkpoints if not os.path.isfile(os.path.join(path, "state.pkl"))]
+        if missing:
+            parser.error(f"not a complete checkpoint (no state.pkl): {', '.join(missing)}")
+        return args
     if args.command == "report":
         return args
     args.hyperparams = dict(parse_override(parser, item) for item in args.hyperparams)
@@ -631,9 +644,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def diagnose(args: argparse.Namespace) -> None:
+    """One line per checkpoint: its run's algorithm, task, seed and step, and :func:`policy_diagnostics`."""
+    for path in args.checkpoints:
+        model, state = load_checkpoint(path, "cpu")
+        config = state["config"]
+        row = {"checkpoint": os.path.normpath(path), "algo": config["algo"], "env": config["env"], "seed": config["seed"],
+               "timesteps": model.num_timesteps, **policy_diagnostics(model)}  # fmt: skip
+        with open(args.out, "a") as file:
+            file.write(json.dumps(row) + "\n")
+
+
 def main() -> None:
     args = parse_args()
-    run(args) if args.command == "run" else report(args)
+    {"run": run, "report": report, "diagnose": diagnose}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -69,6 +69,12 @@ def test_resumed_run_matches_uninterrupted(
         state = cloudpickle.load(file)
     in_episode = state["train_env"].envs[0].get_wrapper_attr("_elapsed_steps")
     assert in_episode > 0 and in_episode == (elapsed or in_episode), "the stop is mid-episode"
+    # the checkpoint's policy, diagnosed: the run's identity and what the runner measures on the loaded model
+    checkpoint = str(tmp_path / "checkpoints" / f"step_{STOP_AT}")
+    learn.diagnose(learn.parse_args(["diagnose", checkpoint, "--out", str(tmp_path / "diagnosis.jsonl")]))
+    diagnosis = json.loads((tmp_path / "diagnosis.jsonl").read_text())
+    expected = learn.policy_diagnostics(learn.load_checkpoint(checkpoint, "cpu")[0])
+    assert diagnosis == {"checkpoint": checkpoint, "algo": algo, "env": env_id, "seed": 3, "timesteps": STOP_AT, **expected}
 
     # a process killed after the checkpoint may have written evaluations past it: they must not survive
     lines = (tmp_path / "resumed.jsonl").read_text().splitlines()
