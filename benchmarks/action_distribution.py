@@ -25,7 +25,7 @@ from scipy.stats import gaussian_kde
 from stable_baselines3 import SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-from learn import FINAL_EVAL_SEED
+from learn import FINAL_EVAL_SEED, sampled_actions
 from sb3_som import SOM
 from sb3_som.objective import FACE_THRESHOLD
 
@@ -47,13 +47,6 @@ def visited_states(model: SOM, env_id: str, count: int) -> np.ndarray:
         done = terminated or truncated
     picks = np.linspace(0, len(observations) - 1, count).round().astype(int)
     return np.stack([observations[i] for i in picks])
-
-
-def sampled_actions(model: BaseAlgorithm, observations: np.ndarray, samples: int) -> np.ndarray:
-    """Stochastic actions in the box, ``samples`` per observation: (S, samples, d)."""
-    repeated = np.repeat(observations, samples, axis=0)
-    actions, _ = model.predict(repeated, deterministic=False)
-    return model.policy.scale_action(actions).reshape(len(observations), samples, -1)
 
 
 def count_modes(values: np.ndarray) -> int:

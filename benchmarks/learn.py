@@ -266,6 +266,13 @@ def drop_lines_after(out: str, run_id: str, timesteps: int) -> None:
     os.replace(temporary, out)
 
 
+def sampled_actions(model: BaseAlgorithm, observations: np.ndarray, samples: int) -> np.ndarray:
+    """Stochastic actions in the box, ``samples`` per observation: (S, samples, d)."""
+    repeated = np.repeat(observations, samples, axis=0)
+    actions, _ = model.predict(repeated, deterministic=False)
+    return model.policy.scale_action(actions).reshape(len(observations), samples, -1)
+
+
 def policy_diagnostics(model: OffPolicyAlgorithm) -> dict[str, float]:
     """The policy at the latest ``DIAGNOSTIC_STATES`` states of the replay buffer (SOM or SAC, Box observations).
 
@@ -282,9 +289,8 @@ def policy_diagnostics(model: OffPolicyAlgorithm) -> dict[str, float]:
     observations = buffer.observations[latest, 0]  # (S, o), the first environment's
     numpy_state = np.random.get_state()
     with th.random.fork_rng(devices=[]), th.no_grad():
-        sampled, _ = model.predict(np.repeat(observations, DIAGNOSTIC_SAMPLES, axis=0), deterministic=False)
+        sampled = sampled_actions(model, observations, DIAGNOSTIC_SAMPLES)
         deterministic, _ = model.predict(observations, deterministic=True)
-        sampled = model.policy.scale_action(sampled).reshape(len(observations), DIAGNOSTIC_SAMPLES, -1)
         deterministic = model.policy.scale_action(deterministic)[:, None]
         critic = model.critic
         features = critic.extract_features(model.policy.obs_to_tensor(observations)[0], critic.features_extractor)
