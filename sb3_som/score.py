@@ -40,6 +40,9 @@ from sb3_som.paths import NoisePath
 # share of the K proposals in the first stage (the anchor and the Gaussian proposals), at least 2 of them
 FIRST_STAGE_SHARE = 0.25
 MIN_SCORE_SAMPLES = 3
+# the anchor's step size per dimension is at most this over the first stage's mean square gradient of the log
+# posterior (its inverse Fisher information: the posterior's variance on a Gaussian, half of it on a Laplace)
+ANCHOR_STEP_SCALE = 4.0
 
 # Q values (B', K) of proposals a_0 (B', K, d) at the states ``rows`` (B',) of the batch
 QFunction = Callable[[th.Tensor, th.Tensor], th.Tensor]
@@ -185,6 +188,28 @@ def fit_posterior(
     return mean.clamp(-1.0, 1.0), precision.rsqrt()
 
 
+def stepped_anchor(points: th.Tensor, log_posterior_grad: th.Tensor, fit_std: th.Tensor) -> th.Tensor:
+    """The anchor ``a = points[:, 0]`` moved along a Stein direction of the posterior: ``a + h (phi g + phi')``.
+
+    ``g`` is the gradient of ``log p(a_0 | a_t)`` at the anchor and ``phi(a) = 1 - a^2`` per dimension, so that
+    ``E_p[phi g + phi'] = 0`` for any density p on the box, faces included (integration by parts; ``phi`` vanishes
+    at the faces): where the anchor is a draw of the posterior the step has mean zero and the estimate stays
+    unbiased; where it lies in the posterior's tails (a policy broader than its target) the step moves it toward the
+    posterior's mass. The step size per dimension is ``h = min(fit variance, ANCHOR_STEP_SCALE / mean_j g_j^2)``,
+    the mean over the first stage's points: on a Gaussian posterior the fit is exact and the step lands on its mean;
+    on a kinked one (a ReLU critic) the fit's curvature is unreliable and the gradients' mean square bounds it.
+
+    :param points: (B, J, d) the first stage, the anchor first; ``log_posterior_grad``: (B, J, d) the gradient of
+        ``log p(a_0 | a_t)`` there
+    :param fit_std: (B, 1, d) the fitted posterior's standard deviation (:func:`fit_posterior`)
+    :return: (B, d)
+    """
+    anchor, grad = points[:, 0], log_posterior_grad[:, 0]
+    fisher = log_posterior_grad.square().mean(1).clamp(min=1e-12)
+    step_size = th.minimum(fit_std.squeeze(1).square(), ANCHOR_STEP_SCALE / fisher)
+    return anchor + step_size * ((1 - anchor.square()) * grad - 2 * anchor)
+
+
 def truncated_normal_log_density(x: th.Tensor, loc: th.Tensor, scale: th.Tensor) -> th.Tensor:
     """``log`` of ``N(loc, scale^2 I)`` truncated to the box at x (..., d), summed over the last dimension."""
     log_mass = truncated_normal_log_mass(loc, scale.expand_as(loc), -1.0, 1.0).to(x.dtype)
@@ -233,6 +258,10 @@ def estimate_velocity(
     with th.no_grad():
         q_fitted = q_function(fitted, rows)
     a0, q_values = th.cat([first, fitted], dim=1), th.cat([q_first, q_fitted], dim=1)  # (B, K, d), (B, K)
+    values = a0  # what each point contributes to the weighted mean: itself, the anchor its Stein step
+    if anchor is not None:
+        log_posterior_grad = beta * grad_first - (first - loc) / proposal_std.square()
+        values = th.cat([stepped_anchor(first, log_posterior_grad, fit_std).unsqueeze(1), a0[:, 1:]], dim=1)
 
     # log N(a_0; loc, sigma^2) - log q_mix(a_0), q_mix the proposals' balance of both truncated Gaussians; the
     # untruncated factor's normaliser is the same for all K and cancels
@@ -248,7 +277,7 @@ def estimate_velocity(
     fit_weights = th.softmax(log_fitted - log_mix, dim=1)
     fitted_mean = truncated_normal_mean(fit_mean, fit_std, -1.0, 1.0).squeeze(1)  # (B, d)
     # not clipped to the box: a noisy estimate past a face averages, over the regression, to a mean inside it
-    a0_mean = ((weights - fit_weights).unsqueeze(-1) * a0).sum(1) + fitted_mean
+    a0_mean = (weights.unsqueeze(-1) * values - fit_weights.unsqueeze(-1) * a0).sum(1) + fitted_mean
     score = score_from_posterior_mean(path, a_t, t, a0_mean)
     velocity = velocity_from_posterior_mean(path, a_t, t, a0_mean)
     return VelocityTarget(velocity.detach(), score.detach(), q_values, 1.0 / weights.square().sum(1))
