@@ -443,12 +443,19 @@ COMPILE_DEVICES = [
 ]
 
 
+@pytest.fixture
+def inductor_fallback_random():
+    """Inductor draws its random numbers from the same generator and ops as eager (``config.patch`` restores the
+    setting afterwards; a monkeypatched attribute of the config module does not come back for later tests)."""
+    with th._inductor.config.patch(fallback_random=True):
+        yield
+
+
 @pytest.mark.slow  # compiling takes 30-80 s on a CPU
 @pytest.mark.parametrize("device", COMPILE_DEVICES)
-def test_compiled_gradient_step_computes_what_the_eager_step_computes(tmp_path, monkeypatch, device, tiny):
-    # inductor draws its random numbers from the same generator and ops as eager, so both see the same noise; the
-    # reset drops graphs compiled earlier in this process without that setting, which the new models would reuse
-    monkeypatch.setattr(th._inductor.config, "fallback_random", True)
+def test_compiled_gradient_step_computes_what_the_eager_step_computes(tmp_path, inductor_fallback_random, device, tiny):
+    # both see the same noise; the reset drops graphs compiled earlier in this process without that setting, which
+    # the new models would reuse
     th._dynamo.reset()
     model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **tiny, device=device, seed=0)
     model.learn(100)
