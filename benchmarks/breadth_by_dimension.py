@@ -17,7 +17,7 @@ anchor a draw of the posterior, as from a policy that samples the target) and wi
     python benchmarks/breadth_by_dimension.py ess --shape laplace --out benchmarks/results/breadth_by_dimension.jsonl
     python benchmarks/breadth_by_dimension.py table benchmarks/results/breadth_by_dimension.jsonl
 
-A run of 6,000 updates takes 45-90 s on one core (d = 1 to 17).
+A run of 6,000 updates takes 45-120 s on one core (d = 1 to 17).
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def done(out: str, kind: str) -> set[tuple]:
     except FileNotFoundError:
         return set()
     return {
-        (row.get("shape", "gaussian"), row["d"], row["width"], row.get("seed"), row.get("t"), row.get("iterations"))
+        (row["shape"], row["d"], row["width"], row.get("seed"), row.get("t"), row.get("iterations"))
         for row in lines
         if row["kind"] == kind
     }
@@ -128,9 +128,9 @@ def table(paths: list[str]) -> None:
     runs, ess = defaultdict(list), defaultdict(dict)
     for row in rows:
         if row["kind"] == "run":
-            runs[row.get("shape", "gaussian"), row["width"], row["d"], row["iterations"]].append(row)
+            runs[row["shape"], row["width"], row["d"], row["iterations"]].append(row)
         else:
-            ess[row.get("shape", "gaussian"), row["width"], row["d"]][row["t"]] = row
+            ess[row["shape"], row["width"], row["d"]][row["t"]] = row
     print("## One-step spread on a fixed target\n")
     print("Cells: the policy's standard deviation per coordinate over the target's (1 is the target), per seed; the")
     print("20-step sampler of the same network in brackets.\n")

@@ -80,12 +80,6 @@ def test_every_results_file_is_cited_by_a_doc():
     assert not orphans, f"benchmarks/results/ holds files no doc cites: {orphans}"
 
 
-def spread_range(rows: list[dict], dim: int, width: float) -> str:
-    values = [row["one_step_spread"] for row in rows if row["d"] == dim and row["width"] == width]
-    assert len(values) >= 3, (dim, width)
-    return f"{min(values):.2f}-{max(values):.2f}"
-
-
 def test_the_readme_verdicts_numbers_are_those_of_the_committed_files(tmp_path: Path):
     readme = " ".join((ROOT / "README.md").read_text().split())
     # every task SOM has reached 100,000 steps on: the report's SOM mean and SAC cell, as the verdict states them
@@ -94,14 +88,22 @@ def test_the_readme_verdicts_numbers_are_those_of_the_committed_files(tmp_path: 
     for row in rows:
         som_mean, sac_cell = row.split(" | ")[2].split(" ± ")[0], row.split(" | ")[3].split(" (")[0]
         assert f", {som_mean} against SAC's {sac_cell}" in readme, row
-    # breadth on fixed targets: the one-step spread's range over seeds, per width and dimension
+    # breadth on fixed targets: the one-step spread's range over every cell and seed, per shape
     rows = [json.loads(line) for line in (RESULTS / "breadth_by_dimension.jsonl").read_text().splitlines()]
     runs = [row for row in rows if row["kind"] == "run"]
-    cells = [(dim, width) for dim in (1, 3, 6, 17) for width in (0.25, 0.1, 0.05)]
-    assert all(spread_range(runs, dim, width) for dim, width in cells)  # each cell at 3 seeds or more
-    spreads = [row["one_step_spread"] for row in runs]
-    assert f"ends {min(spreads):.2f}-{max(spreads):.2f} times as broad as the target in every cell" in readme
-    assert min(row["ess"] for row in rows if row["kind"] == "ess") >= 12.9  # "at least 12.9 effective samples of 16"
+    cells = [(shape, dim, width) for shape in ("gaussian", "laplace") for dim in (1, 3, 6, 17) for width in (0.25, 0.1, 0.05)]
+    seeds = {cell: sorted(row["seed"] for row in runs if (row["shape"], row["d"], row["width"]) == cell) for cell in cells}
+    seed_set = seeds[cells[0]]
+    assert seed_set and all(cell_seeds == seed_set for cell_seeds in seeds.values()), seeds  # every cell, same seeds
+    named = f"seeds {seed_set[0]}-{seed_set[-1]}" if len(seed_set) > 1 else f"seed {seed_set[0]} so far"
+    assert f"`benchmarks/results/breadth_by_dimension.jsonl`, {named}" in readme
+    ranges = []
+    for shape in ("gaussian", "laplace"):
+        spreads = [row["one_step_spread"] for row in runs if row["shape"] == shape]
+        ranges.append(f"{min(spreads):.2f}-{max(spreads):.2f}")
+    assert f"ends {ranges[0]} times as broad as a Gaussian target and {ranges[1]} times as broad as a Laplace" in readme
+    gaussian_ess = [row["ess"] for row in rows if row["kind"] == "ess" and row["shape"] == "gaussian"]
+    assert min(gaussian_ess) >= 12.9  # "at least 12.9 effective samples of 16 on narrow Gaussian targets"
     # speed: the ratios of the CPU speed table
     speed = (RESULTS / "speed_cpu_halfcheetah.md").read_text()
     ratios = {line.split(" | ")[0].strip("| "): line.rsplit(" | ", 1)[1].strip(" |") for line in speed.splitlines()

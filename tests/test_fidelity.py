@@ -98,3 +98,13 @@ def test_one_step_policy_is_as_broad_as_a_narrow_target_in_many_action_dimension
     result = trained_breadth(dim, width, 6000, seed=0)
     assert 0.9 <= result["one_step_spread"] <= 1.15, result
     assert result["mean_error"] < 0.05, result
+
+
+@pytest.mark.slow  # 6,000 updates: about 1-2 minutes on one core
+def test_one_step_policy_on_a_kinked_target_in_17_dimensions_is_held_near_its_breadth():
+    # a Laplace target of width 0.1 per coordinate (a ReLU critic's piecewise-linear shape): the weights collapse at
+    # t >= 0.3 and the anchor's step carries the pull; the policy ends 1.28 times as broad (seed 0;
+    # benchmarks/breadth_by_dimension.py --shape laplace), 1.84 without the step
+    result = trained_breadth(17, 0.1, 6000, seed=0, shape="laplace")
+    assert 0.9 <= result["one_step_spread"] <= 1.4, result
+    assert result["mean_error"] < 0.05, result
