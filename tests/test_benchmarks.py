@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch as th
 from action_distribution import count_modes, summary
+from breadth_by_dimension import fixed_target, target_std
 from multigoal import goal_directions
 from quadratic_bandit import target_coordinate
 
@@ -71,3 +72,15 @@ def test_policy_diagnostics_measure_the_latest_states_and_leave_training_random_
     assert row["spread"] == pytest.approx(actions.std(axis=1).mean(), rel=1e-6)
     assert row["face_share"] == pytest.approx((np.abs(actions) > 0.98).mean())
     assert 0.0 < row["spread"] < 1.0 and np.isfinite(row["best_of_n_gap"])
+
+
+@pytest.mark.parametrize("shape", ["gaussian", "laplace"])
+def test_the_breadth_benchmarks_targets_have_the_stated_standard_deviation(shape):
+    # width 0.1 around +-0.3: the box cuts off nothing that shows; width 0.25: the Laplace's tail past +1 (1% of its
+    # mass, far out) makes it 6.5% narrower, which the quadrature counts
+    narrow, broad = fixed_target(3, 0.1, shape), fixed_target(3, 0.25, shape)
+    th.testing.assert_close(target_std(narrow), th.full((3,), 0.1), rtol=2e-3, atol=0.0)
+    assert ((target_std(broad) <= 0.25) & (target_std(broad) > 0.9 * 0.25)).all()
+    samples = narrow.sample(200_000, th.Generator().manual_seed(0))
+    th.testing.assert_close(samples.std(0).float(), target_std(narrow), rtol=0.01, atol=0.0)
+    assert th.allclose(samples.mean(0).float(), th.tensor([0.3, -0.3, 0.3]), atol=2e-3)
