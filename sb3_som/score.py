@@ -23,8 +23,9 @@ Every proposal, the anchor included, is weighed as a draw of the balance of the 
 the fit. Where the posterior is close to Gaussian the fitted proposals are close to draws of it and the weights
 stay even in any dimension; the Gaussian proposals keep the box covered where it is not (several modes). The
 anchor makes the estimate exact in expectation at the fixed point: where the policy samples the target, the
-anchor is a draw of the posterior. Shapes: ``B`` states, ``K`` proposals, ``d`` action dimensions; times are
-``(B, 1)``.
+anchor is a draw of the posterior; it counts after a step along the posterior's score (:func:`stepped_anchor`), of
+mean zero there, which pulls a policy broader than its target back where the weights collapse onto it. Shapes:
+``B`` states, ``K`` proposals, ``d`` action dimensions; times are ``(B, 1)``.
 """
 
 from __future__ import annotations
