@@ -194,15 +194,32 @@ def checkpoints(directory: str) -> dict[int, str]:
             for name in os.listdir(directory) if name.startswith(CHECKPOINT_PREFIX)}  # fmt: skip
 
 
+def replay_buffer_bytes(model: OffPolicyAlgorithm) -> int:
+    """The bytes of the replay buffer's arrays, allocated for its whole capacity: what ``replay_buffer.pkl`` holds
+    (a Humanoid-v5 buffer of 1,000,000 transitions: about 5.3 GiB, however few it has stored)."""
+    arrays = [value for value in vars(model.replay_buffer).values() if isinstance(value, (np.ndarray, dict))]
+    return sum(sum(part.nbytes for part in array.values()) if isinstance(array, dict) else array.nbytes
+               for array in arrays)  # fmt: skip
+
+
 def save_checkpoint(directory: str, model: OffPolicyAlgorithm, state: dict[str, Any]) -> str:
     """Write ``model.zip``, ``replay_buffer.pkl`` and ``state.pkl`` (``state`` and the environments) atomically.
 
     The files are written into a temporary folder next to the checkpoints and flushed, then the folder is
     renamed to ``step_<num_timesteps>``, so a process killed at any point leaves either the previous
     checkpoint or the new one, never a partial one. Older checkpoints (and partial folders left by killed
-    processes) are removed after the rename.
+    processes) are removed after the rename. Where the disk cannot hold the new replay buffer beside the previous
+    checkpoint, it raises ``OSError`` naming both sizes before writing anything (a full disk would also leave no
+    room for the error in a log on the same disk).
     """
     os.makedirs(directory, exist_ok=True)
+    needed, free = replay_buffer_bytes(model), shutil.disk_usage(directory).free
+    if needed > free:
+        raise OSError(
+            f"a checkpoint of this run needs about {needed / 2**30:.2f} GiB (its replay buffer) and {directory} has "
+            f"{free / 2**30:.2f} GiB free: free space there or pass another --checkpoint-dir; the previous checkpoint "
+            "is kept, and the run resumes from it with the same command"
+        )
     partial = tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=directory)
     model.save(os.path.join(partial, "model.zip"))
     model.save_replay_buffer(os.path.join(partial, "replay_buffer.pkl"))

@@ -229,3 +229,20 @@ def test_a_sac_run_given_policy_kwargs_resumes_with_the_same_command(learn: Modu
                "--out", str(tmp_path / "runs.jsonl")]  # fmt: skip
     assert learn.run(learn.parse_args([*command, "--stop-at", "100"])).num_timesteps < 200
     assert learn.run(learn.parse_args(command)).num_timesteps >= 200  # resumed, not refused
+
+
+def test_a_checkpoint_the_disk_cannot_hold_stops_the_run_naming_the_sizes_and_keeps_the_last_one(
+    learn: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(learn, "zoo_hyperparams", lambda *_: copy.deepcopy(TINY))
+    directory = tmp_path / "checkpoints"
+    command = ["run", "--algo", "som", "--env", "Pendulum-v1", "--seed", "0", "--timesteps", "300", "--eval-every", "100",
+               "--eval-episodes", "1", "--checkpoint-every", "100", "--checkpoint-dir", str(directory),
+               "--out", str(tmp_path / "runs.jsonl")]  # fmt: skip
+    learn.run(learn.parse_args([*command, "--stop-at", "100"]))
+    (kept,) = learn.checkpoints(str(directory)).values()
+    disk_usage = learn.shutil.disk_usage
+    monkeypatch.setattr(learn.shutil, "disk_usage", lambda path: disk_usage(path)._replace(free=1000))
+    with pytest.raises(OSError, match=r"needs about 0\.00 GiB \(its replay buffer\) and .* has 0\.00 GiB free"):
+        learn.run(learn.parse_args(command))
+    assert os.listdir(directory) == [os.path.basename(kept)]  # the previous checkpoint, nothing partial beside it
