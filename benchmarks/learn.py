@@ -197,9 +197,11 @@ def checkpoints(directory: str) -> dict[int, str]:
 def replay_buffer_bytes(model: OffPolicyAlgorithm) -> int:
     """The bytes of the replay buffer's arrays, allocated for its whole capacity: what ``replay_buffer.pkl`` holds
     (a Humanoid-v5 buffer of 1,000,000 transitions: about 5.3 GiB, however few it has stored)."""
-    arrays = [value for value in vars(model.replay_buffer).values() if isinstance(value, (np.ndarray, dict))]
-    return sum(sum(part.nbytes for part in array.values()) if isinstance(array, dict) else array.nbytes
-               for array in arrays)  # fmt: skip
+    total = 0
+    for value in vars(model.replay_buffer).values():  # a Dict observation space's buffer holds dicts of arrays
+        parts = value.values() if isinstance(value, dict) else [value]
+        total += sum(part.nbytes for part in parts if isinstance(part, np.ndarray))
+    return total
 
 
 def save_checkpoint(directory: str, model: OffPolicyAlgorithm, state: dict[str, Any]) -> str:
