@@ -97,6 +97,10 @@ class MeanFlowActor(BasePolicy):
         self.velocity_net = nn.Sequential(
             *create_mlp(features_dim + self.action_dim + time_dim, self.action_dim, net_arch, activation_fn)
         )
+        # the acting network: u(e, 0, 1 | s) in one call, distilled from velocity_net's k-step sampler
+        self.one_step_net = nn.Sequential(
+            *create_mlp(features_dim + self.action_dim + time_dim, self.action_dim, net_arch, activation_fn)
+        )
         # the time embedding of (r, t) = (0, 1), the same for every one-step call: (1, time_dim). Not persistent, so
         # saved models do not change; a buffer, so it moves with the module and is never created inside a compiled
         # (CUDA-graph) step, whose outputs are overwritten by the next step
@@ -154,7 +158,7 @@ class MeanFlowActor(BasePolicy):
         """``u(e, 0, 1 | s)`` for noise (B, d) at features (B, f), with fewer kernels than ``average_velocity``
         (the time embedding of ``(r, t) = (0, 1)`` is computed once, at construction)."""
         embedding = self.one_step_embedding.expand(features.shape[0], -1)
-        return self.velocity_net(th.cat([features, noise, embedding], dim=-1))
+        return self.one_step_net(th.cat([features, noise, embedding], dim=-1))
 
     def forward(self, obs: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         features = self.extract_features(obs, self.features_extractor)
