@@ -22,8 +22,7 @@ from sb3_som.envs import MultiGoalBandit
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "defaults": {},
-    "distillation_coef3": dict(distillation_coef=3.0),
-    "no_distillation": dict(distillation_steps=0),
+    "distillation_1_step": dict(distillation_steps=1),
 }
 N = 2000
 

@@ -41,7 +41,7 @@ LEVERS: list[dict[str, object]] = [
     {"n_score_samples": 8},
     {"n_score_samples": 32},
     {"distillation_steps": 4},
-    {"distillation_steps": 0},
+    {"distillation_steps": 1},
 ]
 
 

@@ -32,8 +32,8 @@ N_SAMPLES = 2000
 SHARED = dict(learning_starts=200, device="cpu")
 NET = [128, 128]
 ALGOS: dict[str, tuple[type, dict[str, Any]]] = {
-    # alpha 3 and distillation_coef 3: the multimodal settings of examples/multigoal_bandit.py
-    "SOM": (SOM, dict(alpha=3.0, distillation_coef=3.0)),
+    # alpha 3: the multimodal setting of examples/multigoal_bandit.py
+    "SOM": (SOM, dict(alpha=3.0)),
     "SAC": (SAC, {}),
     "TD3": (TD3, {}),
 }

@@ -11,9 +11,7 @@ from sb3_som import SOM
 from sb3_som.envs import MultiGoalBandit
 
 env = MultiGoalBandit()
-model = SOM(
-    "MlpMeanFlowPolicy", env, alpha=3.0, distillation_coef=3.0, learning_starts=200, policy_kwargs=dict(net_arch=[128, 128])
-)
+model = SOM("MlpMeanFlowPolicy", env, alpha=3.0, learning_starts=200, policy_kwargs=dict(net_arch=[128, 128]))
 model.learn(2500, progress_bar=True)
 
 actions, _ = model.predict(th.zeros(2000, 1).numpy())  # 2,000 stochastic one-step actions

@@ -2,15 +2,15 @@
 
 One call of :func:`actor_losses` (pure torch) is one actor update's loss:
 
-1. noise the clean actions ``a_0`` into ``a_t`` at sampled times ``(r, t)``;
+1. draw the clean actions ``a_0`` with the flow network's k-step sampler and noise them into ``a_t`` at sampled
+   times ``(r, t)``;
 2. estimate the probability-flow velocity of ``exp(alpha Qn)`` at ``(a_t, t)`` from K critic rows
    per state, ``a_0`` among them (:func:`sb3_som.score.estimate_velocity`);
-3. MeanFlow target ``v - (t - r) du/dt`` by one JVP, adaptive-weighted regression;
-4. optionally, self-distillation of the one-step map ``u(e, 0, 1)`` onto the network's own
-   k-step sample from the same noise.
+3. MeanFlow target ``v - (t - r) du/dt`` by one JVP, adaptive-weighted regression of the flow network;
+4. distillation of the one-step network ``u(e, 0, 1)`` onto the flow network's k-step sample from the same noise.
 
-:func:`actor_objective` assembles it for SOM's actor and critic (the student, its one-step samples as ``a_0``, the
-valuing critic and the Q scale) and returns the loss with its logs by name.
+:func:`actor_objective` assembles it for SOM's actor and critic (the two networks, the valuing critic and the Q
+scale) and returns the loss with its logs by name.
 """
 
 from __future__ import annotations
@@ -55,22 +55,21 @@ class FlowTargetConfig:
     alpha: float
     n_score_samples: int
     distillation_steps: int
-    distillation_coef: float
 
 
 @dataclass
 class ActorLosses:
-    """Losses of one actor update (scalars with graph) and the velocity target behind them."""
+    """Losses of one actor update (scalars with graph), the clean actions (B, d) and the velocity target behind them."""
 
     total: th.Tensor
     meanflow: th.Tensor
-    distillation: th.Tensor | None
+    distillation: th.Tensor
+    a0: th.Tensor
     target: VelocityTarget
 
 
 def actor_losses(
     u_fn: AverageVelocity,
-    a0: th.Tensor,
     noise: th.Tensor,
     one_step_velocity: th.Tensor,
     path: NoisePath,
@@ -79,16 +78,23 @@ def actor_losses(
     q_scale: th.Tensor,
     u_jvp: AverageVelocityJVP | None = None,
 ) -> ActorLosses:
-    """Loss of the MeanFlow actor ``u_fn(a_t, r, t)`` (state features already bound).
+    """Loss of the MeanFlow actor: the flow ``u_fn(a_t, r, t)`` (state features already bound) and its one-step map.
 
-    :param a0: (B, d) clean actions to noise (the policy's own samples or the buffer's), detached
-    :param noise: (B, d) standard normal noise, the student's input for self-distillation
-    :param one_step_velocity: (B, d) the student ``u_fn(noise, 0, 1)`` with its graph (the caller's, who may also
-        have drawn ``a0 = noise - one_step_velocity`` from it); used when self-distillation is on
+    ``u_fn``'s ``distillation_steps``-step sample from ``noise`` (no gradient) is both the flow's clean actions
+    ``a_0`` (in the box) and the one-step map's target: the flow loss trains ``u_fn`` at the actions it samples itself,
+    and the distillation loss trains the one-step map onto them. The two losses share no parameters when the
+    one-step map is a network of its own (:class:`MeanFlowActor`'s ``one_step_net``), so their sum trains each
+    network on its own loss, and the one-step map never steers the flow.
+
+    :param noise: (B, d) standard normal noise, the input of the flow's sampler and of the one-step map
+    :param one_step_velocity: (B, d) the one-step map ``u(noise, 0, 1)`` with its graph
     :param q_function: Q of proposals (B', K, d) at batch rows (B',) -> (B', K)
     :param q_scale: the Q spread that ``alpha`` is relative to, a scalar
     :param u_jvp: ``u_fn`` and its time derivative along the flow in one call (None: ``torch.func.jvp``)
     """
+    with th.no_grad():
+        sample = sample_actions(u_fn, noise, config.distillation_steps)
+    a0 = sample.clamp(-1.0, 1.0)
     batch_size = a0.shape[0]
     r, t = sample_r_t(batch_size, MEAN_FLOW_FRACTION, device=a0.device)
     a_t = path.noised(a0, t, th.randn_like(a0))
@@ -97,12 +103,8 @@ def actor_losses(
     )
     u, u_target = meanflow_target(u_fn, a_t, r, t, target.velocity, u_jvp)
     meanflow = adaptive_weighted_loss(u, u_target, power=LOSS_WEIGHT_POWER)
-    if config.distillation_steps == 0:
-        return ActorLosses(meanflow, meanflow, None, target)
-    with th.no_grad():
-        teacher = sample_actions(u_fn, noise, config.distillation_steps)
-    distillation = adaptive_weighted_loss(one_step_velocity, noise - teacher, power=LOSS_WEIGHT_POWER)
-    return ActorLosses(meanflow + config.distillation_coef * distillation, meanflow, distillation, target)
+    distillation = adaptive_weighted_loss(one_step_velocity, noise - sample, power=LOSS_WEIGHT_POWER)
+    return ActorLosses(meanflow + distillation, meanflow, distillation, a0, target)
 
 
 def actor_batch_size(batch_size: int) -> int:
@@ -141,24 +143,21 @@ def actor_objective(
 ) -> tuple[th.Tensor, dict[str, th.Tensor]]:
     """One actor update's loss (scalar, with graph) and its logs by name (detached scalars).
 
-    The actor's own one-step samples at the first :func:`actor_batch_size` states of the batch are ``a_0``;
-    ``critic`` (the target critic) values the proposals through its first Q network and measures the Q scale: the
-    spread of Q across uniform actions, never below ``q_scale_floor``'s floor ("critic_disagreement": the Q
-    networks' disagreement about the action profile; "td_error": ``td_error_rms``, the critic's RMS TD error).
+    At the first :func:`actor_batch_size` states of the batch, the flow network's samples are ``a_0`` and the one-step
+    network is distilled onto them (:func:`actor_losses`); ``critic`` (the target critic) values the proposals
+    through its first Q network and measures the Q scale: the spread of Q across uniform actions, never below
+    ``q_scale_floor``'s floor ("critic_disagreement": the Q networks' disagreement about the action profile;
+    "td_error": ``td_error_rms``, the critic's RMS TD error).
     """
     states = first_rows(observations, actor_batch_size(_batch_size(observations)))
     actor_features = actor.extract_features(states, actor.features_extractor)
     noise = th.randn(actor_features.shape[0], actor.action_dim, device=actor_features.device)
-    # u(e, 0, 1 | s): the self-distillation's student (hence the graph) and, detached, the one-step sample a_0
-    with th.set_grad_enabled(config.distillation_steps > 0):
-        one_step_velocity = actor.one_step_velocity(actor_features, noise)
-    a0 = (noise - one_step_velocity.detach()).clamp(-1.0, 1.0)
+    one_step_velocity = actor.one_step_velocity(actor_features, noise)  # the distillation's student, with its graph
     with th.no_grad():
         critic_features = critic.extract_features(states, critic.features_extractor)
         q_scale, spread, disagreement = target_q_scale(critic, critic_features, q_scale_floor, td_error_rms)
     losses = actor_losses(
         u_fn=actor.velocity_at(actor_features),
-        a0=a0,
         noise=noise,
         one_step_velocity=one_step_velocity,
         path=PATH,
@@ -175,10 +174,9 @@ def actor_objective(
         "q_disagreement": disagreement,
         "target_velocity_norm": losses.target.velocity.norm(dim=-1).mean(),
         "effective_sample_size": losses.target.effective_sample_size.mean(),
-        "face_fraction": (a0.abs() > FACE_THRESHOLD).float().mean(),
+        "face_fraction": (losses.a0.abs() > FACE_THRESHOLD).float().mean(),
+        "distillation_loss": losses.distillation.detach(),
     }
-    if losses.distillation is not None:
-        logs["distillation_loss"] = losses.distillation.detach()
     return losses.total, logs
 
 

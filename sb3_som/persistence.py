@@ -1,4 +1,5 @@
-"""Safe model files: atomic writes, and clear errors for files that do not hold a complete SOM model."""
+"""Safe model files: atomic writes, clear errors for files that do not hold a complete SOM model, and models saved
+with a single actor network brought to the current actor."""
 
 from __future__ import annotations
 
@@ -166,3 +167,23 @@ def _algorithm_of(module: str, class_name: str) -> str | None:
     if class_name.lower().startswith(parts[1]) and class_name.endswith("Policy"):
         return class_name[: len(parts[1])]
     return parts[1].upper()
+
+
+def single_network_parameters(params: dict[str, Any]) -> bool:
+    """Whether SB3 parameters (``get_parameters``' dict) come from a model saved with a single actor network: a
+    policy state dict without ``actor.one_step_net`` entries."""
+    policy = params.get("policy", {})
+    return bool(policy) and not any(key.startswith("actor.one_step_net.") for key in policy)
+
+
+def extended_optimizer_state(state: dict[str, Any], n_parameters: int) -> dict[str, Any]:
+    """An optimizer state dict saved with fewer parameters than the ``n_parameters`` of the optimizer that loads it,
+    all in one group: the parameters added at the group's end (the one-step network's) start without state, as in a
+    fresh optimizer. A state dict of any other shape is returned as it is, for the optimizer's own check."""
+    groups = state["param_groups"]
+    saved = [index for group in groups for index in group["params"]]
+    if len(groups) != 1 or len(saved) >= n_parameters:
+        return state
+    start = max(saved, default=-1) + 1
+    added = list(range(start, start + n_parameters - len(saved)))
+    return {**state, "param_groups": [{**groups[0], "params": [*groups[0]["params"], *added]}]}

@@ -50,14 +50,19 @@ DEFAULT_NET_ARCH = (256, 256)
 
 
 class MeanFlowActor(BasePolicy):
-    """MeanFlow actor ``u_theta(a_t, r, t | s)``: the average velocity of the flow from noise to actions.
+    """MeanFlow actor: the average velocity ``u_theta(a_t, r, t | s)`` of the flow from noise to actions, and the
+    one-step map that acts.
 
-    Input: state features, ``a_t`` and ``[t, sin, cos]`` embeddings of ``t`` and ``t - r``.
-    Acting is ``a = clip(e - u(e, r=0, t=1 | s), -1, 1)``, one network call (or ``sampling_steps``).
+    Two networks of the same shape, each fed state features, an action-sized input and ``[t, sin, cos]``
+    embeddings of ``t`` and ``t - r``: ``velocity_net`` is the flow, trained on the critic's velocity target at
+    random ``(r, t)``; ``one_step_net`` is ``u(e, 0, 1 | s)``, distilled onto ``velocity_net``'s k-step sampler.
+    Acting is ``a = clip(e - u(e, 0, 1 | s), -1, 1)``, one call of ``one_step_net`` (or ``sampling_steps`` steps of
+    ``velocity_net``). A model saved with a single network (whose one-step map was ``velocity_net`` at
+    ``(r, t) = (0, 1)``) loads with ``one_step_net`` set to a copy of it, and acts as it did.
 
     :param observation_space: Observation space
     :param action_space: Action space (a Box; actions are produced in the scaled box [-1, 1]^d)
-    :param net_arch: hidden layer sizes of the velocity network
+    :param net_arch: hidden layer sizes of each of the two networks
     :param features_extractor: network that extracts features from observations
     :param features_dim: number of features
     :param activation_fn: activation function
@@ -94,13 +99,9 @@ class MeanFlowActor(BasePolicy):
         self.sampling_steps = sampling_steps
         self.action_dim = get_action_dim(self.action_space)
         time_dim = 2 * (1 + 2 * time_frequencies)
-        self.velocity_net = nn.Sequential(
-            *create_mlp(features_dim + self.action_dim + time_dim, self.action_dim, net_arch, activation_fn)
-        )
-        # the acting network: u(e, 0, 1 | s) in one call, distilled from velocity_net's k-step sampler
-        self.one_step_net = nn.Sequential(
-            *create_mlp(features_dim + self.action_dim + time_dim, self.action_dim, net_arch, activation_fn)
-        )
+        input_dim = features_dim + self.action_dim + time_dim
+        self.velocity_net = nn.Sequential(*create_mlp(input_dim, self.action_dim, net_arch, activation_fn))
+        self.one_step_net = nn.Sequential(*create_mlp(input_dim, self.action_dim, net_arch, activation_fn))
         # the time embedding of (r, t) = (0, 1), the same for every one-step call: (1, time_dim). Not persistent, so
         # saved models do not change; a buffer, so it moves with the module and is never created inside a compiled
         # (CUDA-graph) step, whose outputs are overwritten by the next step
@@ -109,6 +110,7 @@ class MeanFlowActor(BasePolicy):
         self.register_buffer(
             "one_step_embedding", time_features(one_step_times, time_frequencies).reshape(1, -1), persistent=False
         )
+        self.register_load_state_dict_pre_hook(_one_step_net_from_velocity_net)
 
     @property
     def sampling_steps(self) -> int:
@@ -155,8 +157,8 @@ class MeanFlowActor(BasePolicy):
         return sample_actions(self.velocity_at(features), noise, steps).clamp(-1.0, 1.0)
 
     def one_step_velocity(self, features: th.Tensor, noise: th.Tensor) -> th.Tensor:
-        """``u(e, 0, 1 | s)`` for noise (B, d) at features (B, f), with fewer kernels than ``average_velocity``
-        (the time embedding of ``(r, t) = (0, 1)`` is computed once, at construction)."""
+        """``u(e, 0, 1 | s)`` of ``one_step_net`` for noise (B, d) at features (B, f): (B, d) (the time embedding of
+        ``(r, t) = (0, 1)`` is computed once, at construction)."""
         embedding = self.one_step_embedding.expand(features.shape[0], -1)
         return self.one_step_net(th.cat([features, noise, embedding], dim=-1))
 
@@ -168,6 +170,18 @@ class MeanFlowActor(BasePolicy):
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         return self(observation, deterministic)
+
+
+def _one_step_net_from_velocity_net(
+    module: nn.Module, state_dict: dict[str, th.Tensor], prefix: str, *args: Any, **kwargs: Any
+) -> None:
+    """Load-state-dict pre-hook of :class:`MeanFlowActor`: a state dict saved with a single network (no
+    ``one_step_net`` entries) gets ``one_step_net`` as a copy of its ``velocity_net``, the network that acted."""
+    velocity, one_step = f"{prefix}velocity_net.", f"{prefix}one_step_net."
+    if any(key.startswith(one_step) for key in state_dict):
+        return
+    for key in [key for key in state_dict if key.startswith(velocity)]:
+        state_dict[one_step + key[len(velocity) :]] = state_dict[key].clone()
 
 
 class MeanFlowPolicy(BasePolicy):

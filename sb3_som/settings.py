@@ -22,7 +22,6 @@ from sb3_som.validation import (
     check_choice,
     check_fraction,
     check_int,
-    check_non_negative,
     check_optional_schedule,
 )
 
@@ -36,7 +35,6 @@ class SOMSettings:
     n_score_samples: int = 16
     q_scale_floor: str = "auto"
     distillation_steps: int = 8
-    distillation_coef: float = 1.0
     target_update_interval: int = 1
     compile_step: bool = False
 
@@ -62,8 +60,7 @@ SETTING_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "alpha": partial(check_auto_or_positive, maximum=MAX_ALPHA, why=ALPHA_BOUND_REASON),
     "n_score_samples": partial(check_int, minimum=MIN_SCORE_SAMPLES),
     "q_scale_floor": partial(check_choice, choices=Q_SCALE_FLOORS),
-    "distillation_steps": partial(check_int, minimum=0),
-    "distillation_coef": check_non_negative,
+    "distillation_steps": partial(check_int, minimum=1),
     "target_update_interval": partial(check_int, minimum=1),
     "compile_step": check_bool,
     "batch_size": partial(check_int, minimum=1),
@@ -107,8 +104,6 @@ def validate_settings(model: Any, n_critics: int, actor_states: int, row_width: 
             f'q_scale_floor="critic_disagreement" needs at least two Q networks, got n_critics={n_critics}: '
             'use q_scale_floor="td_error" (or "auto", which picks it with one Q network) or n_critics >= 2'
         )
-    if model.distillation_steps > 0 and model.distillation_coef == 0:
-        raise ValueError("distillation_coef must be > 0 when distillation_steps > 0 (distillation_steps=0 turns it off)")
     missing = missing_compiler(model.device) if model.compile_step else None
     if missing is not None:
         raise ValueError(

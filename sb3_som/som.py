@@ -16,13 +16,14 @@ from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy, ContinuousCritic
 from stable_baselines3.common.preprocessing import get_action_dim
+from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.torch_layers import get_actor_critic_arch
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayBufferSamples, Schedule
 from stable_baselines3.common.utils import FloatSchedule, get_parameters_by_name, polyak_update, update_learning_rate
 from torch.nn import functional as F
 
 from sb3_som.objective import FlowTargetConfig, actor_batch_size, actor_objective
-from sb3_som.persistence import check_model_file, write_atomically
+from sb3_som.persistence import check_model_file, extended_optimizer_state, single_network_parameters, write_atomically
 from sb3_som.policies import (
     DEFAULT_N_CRITICS,
     DEFAULT_NET_ARCH,
@@ -76,8 +77,8 @@ class SOM(OffPolicyAlgorithm):
     :param q_scale_floor: what the Q scale is never below: "critic_disagreement" (the Q networks' disagreement about
         how Q varies across actions), "td_error" (the critic's RMS TD error, for noisy rewards) or "auto" (the
         disagreement with two Q networks or more, the TD error with one)
-    :param distillation_steps: steps of the network's own sampler that the one-step map is distilled onto (0: off)
-    :param distillation_coef: weight of the self-distillation loss
+    :param distillation_steps: steps of the flow network's sampler that the one-step network is distilled onto (1: the
+        flow network's own one-step map)
     :param target_update_interval: update the target network every ``target_update_interval`` gradient steps
     :param compile_step: compute the critic's and the actor's losses through ``torch.compile`` (CUDA graphs on a GPU);
         the first gradient step compiles
@@ -125,7 +126,6 @@ class SOM(OffPolicyAlgorithm):
         n_score_samples: int = DEFAULTS.n_score_samples,
         q_scale_floor: str = DEFAULTS.q_scale_floor,
         distillation_steps: int = DEFAULTS.distillation_steps,
-        distillation_coef: float = DEFAULTS.distillation_coef,
         target_update_interval: int = DEFAULTS.target_update_interval,
         compile_step: bool = DEFAULTS.compile_step,
         stats_window_size: int = 100,
@@ -173,7 +173,6 @@ class SOM(OffPolicyAlgorithm):
         self.n_score_samples = n_score_samples
         self.q_scale_floor = q_scale_floor
         self.distillation_steps = distillation_steps
-        self.distillation_coef = distillation_coef
         self.target_update_interval = target_update_interval
         self.compile_step = compile_step
         self._compiled_losses: tuple[Callable[..., Any], Callable[..., Any]] | None = None
@@ -236,7 +235,6 @@ class SOM(OffPolicyAlgorithm):
             alpha=self.target_alpha,
             n_score_samples=self.n_score_samples,
             distillation_steps=self.distillation_steps,
-            distillation_coef=self.distillation_coef,
         )
 
     @th.no_grad()
@@ -402,10 +400,33 @@ class SOM(OffPolicyAlgorithm):
         model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
         if not isinstance(model.policy, MeanFlowPolicy):
             raise ValueError(f"{path} does not hold a SOM model: its policy is a {type(model.policy).__name__}")
+        # a model saved with a single actor network: the distillation's weight has no counterpart (each network
+        # learns from its own loss), and its saved distillation_steps=0 (the one-step map was the flow's own) is 1
+        vars(model).pop("distillation_coef", None)
+        if model.distillation_steps == 0 and "distillation_steps" not in kwargs:
+            model.distillation_steps = 1
         model._validate_settings()
         for name, value in inference_settings.items():
             setattr(model.policy, name, value)
         return model
+
+    def set_parameters(
+        self,
+        load_path_or_dict: str | pathlib.Path | io.BufferedIOBase | dict[str, Any],
+        exact_match: bool = True,
+        device: th.device | str = "auto",
+    ) -> None:
+        """SB3's ``set_parameters``. Parameters saved with a single actor network (no ``one_step_net``) load with the
+        one-step network a copy of ``velocity_net`` (the network that acted) and, in the actor's optimizer, without
+        state for it."""
+        if isinstance(load_path_or_dict, dict):
+            params = load_path_or_dict
+        else:
+            _, params, _ = load_from_zip_file(load_path_or_dict, device=device, load_data=False)
+        if single_network_parameters(params) and "actor.optimizer" in params:
+            n_parameters = sum(len(group["params"]) for group in self.actor.optimizer.param_groups)
+            params = {**params, "actor.optimizer": extended_optimizer_state(params["actor.optimizer"], n_parameters)}
+        super().set_parameters(params, exact_match, device)
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "actor", "critic", "critic_target", "_compiled_losses"]

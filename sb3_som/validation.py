@@ -56,13 +56,6 @@ def check_optional_schedule(name: str, value: Any) -> Any:
     return float(value)
 
 
-def check_non_negative(name: str, value: Any) -> float:
-    """``value`` as a finite ``float`` >= 0."""
-    if not _is_real(value) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
 def check_fraction(name: str, value: Any, maximum: float = 1.0) -> float:
     """``value`` as a ``float`` in ``[0, maximum]`` (``maximum`` <= 1)."""
     if not _is_real(value) or not 0 <= value <= maximum:

@@ -105,7 +105,7 @@ def convert_som_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
 
 
 def sample_som_params(trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
-    """Optuna search space for SOM: SAC's off-policy knobs plus the temperature, K and the distillation's weight.
+    """Optuna search space for SOM: SAC's off-policy knobs plus the temperature and K.
 
     As rl-zoo3's SAC sampler does, it records ``gamma`` and ``batch_size`` as user attributes of the trial
     (here also ``n_score_samples``) and, with a ``HerReplayBuffer``, samples HER's ``n_sampled_goal`` and
@@ -120,7 +120,6 @@ def sample_som_params(trial: optuna.Trial, n_actions: int, n_envs: int, addition
         "net_arch": trial.suggest_categorical("net_arch", ["small", "medium", "big"]),
         "alpha": trial.suggest_float("alpha", 1.0, 100.0, log=True),
         "n_score_samples_pow": trial.suggest_int("n_score_samples_pow", 3, 6),
-        "distillation_coef": trial.suggest_float("distillation_coef", 0.3, 3.0, log=True),
     }
     trial.set_user_attr("gamma", 1 - sampled["one_minus_gamma"])
     trial.set_user_attr("batch_size", 2 ** sampled["batch_size_pow"])

@@ -63,7 +63,8 @@ def train_on_fixed_target(
     learning_rate: float = 1e-3,
     decay_learning_rate: bool = True,
 ) -> list[float]:
-    """Train a stateless actor on ``exp(alpha Q)`` with its own one-step samples as ``a_0``.
+    """Train a stateless actor on ``exp(alpha Q)`` (its flow's samples as ``a_0``, its one-step
+    network distilled onto them).
 
     Q is used as given (``q_scale = 1``), so with ``alpha = 1`` the target is ``exp(Q)`` exactly. By
     default the learning rate decays linearly to zero, so that the network settles instead of jittering
@@ -81,7 +82,6 @@ def train_on_fixed_target(
         one_step_velocity = actor.one_step_velocity(features, noise)
         losses = actor_losses(
             u_fn=velocity,
-            a0=(noise - one_step_velocity.detach()).clamp(-1.0, 1.0),  # the actor's one-step sample
             noise=noise,
             one_step_velocity=one_step_velocity,
             path=path,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
@@ -200,6 +202,32 @@ def test_model_saved_on_cuda_loads_and_predicts_on_cpu():
     np.testing.assert_allclose(
         model.predict(observations, deterministic=True)[0], np.load(data / "som_cuda_actions.npy"), atol=1e-5
     )
+
+
+def test_a_model_saved_with_a_single_actor_network_acts_as_it_did_and_trains_on(tmp_path):
+    # tests/data/som_single_actor_network.zip was saved by the SOM whose one-step map was the flow network itself
+    # (velocity_net at (r, t) = (0, 1); distillation_coef 0.5), with the deterministic actions it gave for four
+    # observations: it loads with the one-step network a copy of that network and acts as it did
+    data = Path(__file__).parent / "data"
+    saved = json.loads((data / "som_single_actor_network.json").read_text())
+    model = SOM.load(data / "som_single_actor_network.zip", env=gym.make("Pendulum-v1"))
+    observations = np.array(saved["observations"], dtype=np.float32)
+    np.testing.assert_allclose(model.predict(observations, deterministic=True)[0], saved["deterministic_actions"], atol=1e-6)
+    actor = model.actor
+    for flow, one_step in zip(actor.velocity_net.parameters(), actor.one_step_net.parameters(), strict=True):
+        assert th.equal(flow, one_step) and flow.data_ptr() != one_step.data_ptr()
+    state = actor.optimizer.state
+    assert all(p in state for p in actor.velocity_net.parameters())  # the saved Adam moments
+    assert not any(p in state for p in actor.one_step_net.parameters())  # a fresh start, as a new optimizer's
+    assert not hasattr(model, "distillation_coef") and model.distillation_steps == 2
+    before = [p.detach().clone() for p in actor.one_step_net.parameters()]
+    model.learn(40, reset_num_timesteps=False)
+    assert all(p in state for p in actor.one_step_net.parameters())
+    assert not any(th.equal(a, b) for a, b in zip(before, actor.one_step_net.parameters(), strict=True))
+    model.save(tmp_path / "model.zip")
+    reloaded = SOM.load(tmp_path / "model.zip")
+    for trained, loaded in zip(actor.one_step_net.parameters(), reloaded.actor.one_step_net.parameters(), strict=True):
+        assert th.equal(trained, loaded)  # its own one-step network, not a copy of the flow's
 
 
 class BatchNormExtractor(BaseFeaturesExtractor):

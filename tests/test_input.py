@@ -73,7 +73,6 @@ def test_numpy_numbers_are_accepted_and_stored_as_python_numbers(tmp_path):
         gamma=np.float32(0.99),
         tau=np.float32(0.005),
         target_update_interval=np.int32(1),
-        distillation_coef=np.float64(0.5),
         distillation_steps=np.int64(2),
     )
     model = SOM("MlpPolicy", "Pendulum-v1", learning_starts=30, policy_kwargs=dict(net_arch=[16]), **numpy_settings)
@@ -115,13 +114,10 @@ def test_settings_assigned_after_construction_are_checked_at_once(tiny):
 
 def test_settings_that_relate_to_each_other_are_checked_before_the_first_update(tiny):
     model = SOM("MlpPolicy", "Pendulum-v1", **tiny)
-    model.distillation_coef = 0.0  # with distillation_steps 2: checked with distillation_steps at learn
-    with pytest.raises(ValueError, match="distillation_coef"):
-        model.learn(60)
-    assert model.num_timesteps == 0 and model._n_updates == 0
-    model.distillation_coef, model.n_score_samples = 1.0, 10**6  # the actor's 8 states x 10^6 proposals
+    model.n_score_samples = 10**6  # the actor's 8 states x 10^6 proposals: checked with batch_size at learn
     with pytest.raises(ValueError, match="n_score_samples"):
         model.learn(60)
+    assert model.num_timesteps == 0 and model._n_updates == 0
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from stable_baselines3.common.utils import set_random_seed
 
 from sb3_som import SOM, MlpMeanFlowPolicy
 from sb3_som.critic_values import action_profile, floored_q_scale
-from sb3_som.meanflow import network_velocity_jvp, sample_actions
+from sb3_som.meanflow import network_velocity_jvp
 from sb3_som.policies import MeanFlowActor
 from sb3_som.score import estimate_velocity
 from sb3_som.settings import missing_compiler
@@ -59,7 +59,7 @@ def test_public_api_and_sac_like_attributes(tiny):
         (dict(n_score_samples=2), "n_score_samples must be an integer >= 3"),
         (dict(q_scale_floor="disagreement"), "q_scale_floor"),
         (dict(q_scale_floor="critic_disagreement", policy_kwargs=dict(n_critics=1)), "n_critics=1"),
-        (dict(distillation_steps=-1), "distillation_steps"),
+        (dict(distillation_steps=0), "distillation_steps must be an integer >= 1"),
         (dict(policy_kwargs=dict(n_action_candidates=0)), "n_action_candidates"),
         (dict(policy_kwargs=dict(sampling_steps=0)), "sampling_steps"),
         (dict(tau=1.5), "tau"),
@@ -101,12 +101,13 @@ def test_deterministic_predict_is_repeatable_and_stochastic_predict_is_not(tiny)
 
 def test_predict_is_one_actor_call_and_no_critic_call_by_default(tiny):
     model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **tiny)
-    calls = {"actor": 0, "critic": 0}
-    model.actor.velocity_net.register_forward_hook(lambda *_: calls.__setitem__("actor", calls["actor"] + 1))
+    calls = {"actor": 0, "flow": 0, "critic": 0}
+    model.actor.one_step_net.register_forward_hook(lambda *_: calls.__setitem__("actor", calls["actor"] + 1))
+    model.actor.velocity_net.register_forward_hook(lambda *_: calls.__setitem__("flow", calls["flow"] + 1))
     for q_net in model.critic.q_networks:
         q_net.register_forward_hook(lambda *_: calls.__setitem__("critic", calls["critic"] + 1))
     model.predict(np.zeros((10, 3), dtype=np.float32))
-    assert calls == {"actor": 1, "critic": 0}
+    assert calls == {"actor": 1, "flow": 0, "critic": 0}
 
 
 def test_k_step_sampling_and_best_of_n_stay_in_bounds_and_are_repeatable(tiny):
@@ -227,7 +228,6 @@ def test_alpha_auto_is_ten_times_the_square_root_of_the_action_dimension(tmp_pat
 @pytest.mark.parametrize(
     "overrides",
     [
-        dict(distillation_steps=0),
         dict(n_score_samples=3, distillation_steps=1),
         dict(q_scale_floor="critic_disagreement", policy_kwargs=dict(net_arch=[16], n_critics=3)),
         dict(q_scale_floor="td_error", policy_kwargs=dict(net_arch=[16], n_critics=1)),
@@ -241,15 +241,16 @@ def test_every_variant_trains_its_actor(overrides, tiny):
     logged = model.logger.name_to_value
     assert np.isfinite(logged["train/actor_loss"]) and 1 <= logged["train/effective_sample_size"] <= model.n_score_samples
     assert all(not th.equal(a, b) for a, b in zip(before, model.actor.parameters(), strict=True))  # every layer moved
-    assert ("train/distillation_loss" in logged) == (model.distillation_steps > 0)
+    assert np.isfinite(logged["train/distillation_loss"])
 
 
-def test_one_step_acting_path_equals_the_generic_one_step_sampler(tiny):
+def test_one_step_acting_path_is_the_one_step_network_at_r_0_and_t_1(tiny):
     model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **tiny, device="cpu", seed=0)
     features, noise = th.randn(64, 3), 2 * th.randn(64, 1)
+    r, t = th.zeros(64, 1), th.ones(64, 1)
     with th.no_grad():
         fast = model.actor.sample(features, noise, steps=1)
-        generic = sample_actions(model.actor.velocity_at(features), noise, steps=1).clamp(-1.0, 1.0)
+        generic = (noise - model.actor.one_step_net(model.actor.network_input(features, noise, r, t))).clamp(-1.0, 1.0)
         again = model.actor.sample(features, noise, steps=1)
     th.testing.assert_close(fast, generic)
     th.testing.assert_close(again, fast)
@@ -491,12 +492,12 @@ def test_compiled_gradient_step_computes_what_the_eager_step_computes(tmp_path, 
     )
 
 
-def test_face_fraction_is_the_share_of_one_step_sample_coordinates_on_the_box_faces(tiny):
+def test_face_fraction_is_the_share_of_the_flow_sample_coordinates_on_the_box_faces(tiny):
     model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **{**tiny, "batch_size": 256}, learning_rate=0.0, seed=0)
     model.learn(60)
     last_layer = model.actor.velocity_net[-1]
     fractions = []
-    for bias in (-10.0, 0.0):  # u(e, 0, 1) = bias: the one-step sample is e - bias, clipped to the box
+    for bias in (-10.0, 0.0):  # u = bias at every (r, t): the flow's k-step sample is e - bias, clipped to the box
         with th.no_grad():
             last_layer.weight.zero_()
             last_layer.bias.fill_(bias)
