@@ -77,8 +77,8 @@ class SOM(OffPolicyAlgorithm):
     :param q_scale_floor: what the Q scale is never below: "critic_disagreement" (the Q networks' disagreement about
         how Q varies across actions), "td_error" (the critic's RMS TD error, for noisy rewards) or "auto" (the
         disagreement with two Q networks or more, the TD error with one)
-    :param distillation_steps: steps of the flow network's sampler that the one-step network is distilled onto (1: the
-        flow network's own one-step map)
+    :param distillation_steps: steps of the flow network's sampler, whose samples the flow trains at and the one-step
+        network is distilled onto (1: the flow network's own one-step map)
     :param target_update_interval: update the target network every ``target_update_interval`` gradient steps
     :param compile_step: compute the critic's and the actor's losses through ``torch.compile`` (CUDA graphs on a GPU);
         the first gradient step compiles
