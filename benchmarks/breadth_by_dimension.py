@@ -133,7 +133,7 @@ def table(paths: list[str]) -> None:
             ess[row["shape"], row["width"], row["d"]][row["t"]] = row
     print("## One-step spread on a fixed target\n")
     print("Cells: the policy's standard deviation per coordinate over the target's (1 is the target), per seed; the")
-    print("20-step sampler of the same network in brackets.\n")
+    print("20-step sampler of the flow network in brackets.\n")
     print("| shape | width | d | updates | one-step (20-step) per seed | one-step mean | mean's error per coordinate |")
     print("|---|---|---|---|---|---|---|")
     for (shape, width, dim, iterations), entries in sorted(runs.items(), key=sort_key):

@@ -5,7 +5,7 @@ Measures, as medians of ``--repeats`` repeats:
 (b) time per gradient step (``model.train(gradient_steps, batch_size)`` on a filled buffer), eager and with
     ``compile_step=True``;
 (c) the same SOM actor sampled with k = 1, 2, 5, 10, 20 steps;
-(d) SOM's gradient step with one setting changed at a time (``LEVERS``: K and the self-distillation's steps), each
+(d) SOM's gradient step with one setting changed at a time (``LEVERS``: K and the distillation's steps), each
     timed in alternation with SAC's;
 (e) the score estimation's achieved GFLOP/s against this machine's measured fp32 matmul rate;
 (f) ``learn()``: environment steps per second with a gradient step after each, SOM (eager and compiled) and SAC

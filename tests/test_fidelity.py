@@ -101,10 +101,11 @@ def test_one_step_policy_is_as_broad_as_a_narrow_target_in_many_action_dimension
 
 
 @pytest.mark.slow  # 6,000 updates: about 1-2 minutes on one core
-def test_one_step_policy_on_a_kinked_target_in_17_dimensions_is_held_near_its_breadth():
+def test_one_step_policy_on_a_kinked_target_in_17_dimensions_is_as_broad_as_its_target():
     # a Laplace target of width 0.1 per coordinate (a ReLU critic's piecewise-linear shape): the weights collapse at
-    # t >= 0.3 and the anchor's step carries the pull; the policy ends 1.28 times as broad (seed 0;
-    # benchmarks/breadth_by_dimension.py --shape laplace), 1.84 without the step
+    # t >= 0.3 and the anchor's step carries the pull (benchmarks/breadth_by_dimension.py --shape laplace); with a
+    # single actor network, whose one-step map holds the flow near its own samples, the policy ends 1.28 times as
+    # broad
     result = trained_breadth(17, 0.1, 6000, seed=0, shape="laplace")
-    assert 0.9 <= result["one_step_spread"] <= 1.4, result
+    assert 0.9 <= result["one_step_spread"] <= 1.15, result
     assert result["mean_error"] < 0.05, result
