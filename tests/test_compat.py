@@ -230,6 +230,18 @@ def test_a_model_saved_with_a_single_actor_network_acts_as_it_did_and_trains_on(
         assert th.equal(trained, loaded)  # its own one-step network, not a copy of the flow's
 
 
+def test_a_single_network_model_saved_without_distillation_loads_with_one_distillation_step(tmp_path):
+    # the single network's distillation_steps=0 (its one-step map was the flow's own) has no value now; 1 (the
+    # one-step network copies the flow's one-step map) is what it did. A value given to load is the user's own.
+    data = Path(__file__).parent / "data"
+    model = SOM.load(data / "som_single_actor_network.zip")
+    vars(model)["distillation_steps"] = 0  # as that model saved it, past today's check
+    model.save(tmp_path / "no_distillation.zip")
+    assert SOM.load(tmp_path / "no_distillation.zip").distillation_steps == 1
+    with pytest.raises(ValueError, match="distillation_steps"):
+        SOM.load(tmp_path / "no_distillation.zip", distillation_steps=0)
+
+
 class BatchNormExtractor(BaseFeaturesExtractor):
     """Flatten, then batch norm: its running statistics must follow SB3's train/eval conventions."""
 
