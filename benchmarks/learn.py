@@ -4,7 +4,8 @@
 over ``--eval-episodes`` episodes of a separate environment, every ``--eval-every`` steps) to ``--out``, so a
 run that is stopped early keeps every evaluation it reached. ``report`` turns those lines into a
 table of returns at the largest budget every run of a task reached (a run whose evaluation lines name more than
-one commit is marked, with its segments listed), and a PNG of the curves (mean and min-max band over seeds).
+one commit is marked, with its segments listed; the policy's spread per action coordinate where the lines record
+it), and a PNG of the curves (mean and min-max band over seeds).
 
 Hyperparameters: SOM's from ``hyperparams/som.yml``; SAC's from rl-zoo3's ``hyperparams/sac.yml``, whose
 MuJoCo entries are named ``-v4`` (the ``-v5`` task takes the ``-v4`` entry; tasks without an entry take
@@ -534,6 +535,7 @@ def report(args: argparse.Namespace) -> None:
         with open(path) as file:
             rows += [json.loads(line) for line in file if line.strip()]
     curves: dict[str, dict[str, dict[int, dict[int, float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
+    spreads: dict[tuple[str, str, int, int], float] = {}  # (task, algorithm, seed, steps): the policy's spread
     final_runs: dict[tuple[str, int, int], dict[str, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
         if "final_episodes" in row:
@@ -542,19 +544,31 @@ def report(args: argparse.Namespace) -> None:
             )
         else:
             curves[row["env"]][row["algo"]][row["seed"]][row["timesteps"]] = row["mean_return"]
+            if row.get("policy"):
+                spreads[row["env"], row["algo"], row["seed"], row["timesteps"]] = row["policy"]["spread"]
     mixed = code_segments(rows)
-    lines = ["| task | budget (steps) | SOM | SAC | seeds (SOM, SAC) |", "|---|---|---|---|---|"]
+    lines = [
+        "| task | budget (steps) | SOM | SAC | seeds (SOM, SAC) | policy spread (SOM, SAC) |",
+        "|---|---|---|---|---|---|",
+    ]
     for env_id, by_algo in curves.items():
         budget = min(max(points) for seeds in by_algo.values() for points in seeds.values())
-        cells = []
+        cells, spread_cells = [], []
         for algo in ("som", "sac"):
             at_budget = [(seed, points[budget]) for seed, points in sorted(by_algo.get(algo, {}).items()) if budget in points]
             finals = [value for _, value in at_budget]
             per_seed = ", ".join(f"{value:.0f}" + ("*" if (env_id, algo, seed) in mixed else "") for seed, value in at_budget)
             cells.append(f"{np.mean(finals):.0f} ± {np.std(finals):.0f} ({per_seed})" if finals else "-")
+            spread = [spreads[key] for seed, _ in at_budget if (key := (env_id, algo, seed, budget)) in spreads]
+            spread_cells.append(f"{np.mean(spread):.2f} ({len(spread)})" if spread else "-")
         seeds = ", ".join(str(len(by_algo.get(algo, {}))) for algo in ("som", "sac"))
-        lines.append(f"| {env_id} | {budget} | {cells[0]} | {cells[1]} | {seeds} |")
-    table = "\n".join(lines) + "\n\nCells: mean ± std over seeds of the deterministic evaluation return (per-seed values).\n"
+        lines.append(f"| {env_id} | {budget} | {cells[0]} | {cells[1]} | {seeds} | {', '.join(spread_cells)} |")
+    table = "\n".join(lines) + (
+        "\n\nCells: mean ± std over seeds of the deterministic evaluation return (per-seed values); policy spread:"
+        " the standard deviation per action coordinate of the stochastic actions in [-1, 1] at the latest states of"
+        " the replay buffer (uniform: 0.58), mean over the seeds whose lines record it (how many), `-` where none"
+        " does.\n"
+    )
     if mixed:
         table += "\nMarked *: runs whose segments ran on different code:\n"
         for (env_id, algo, seed), segments in sorted(mixed.items()):
