@@ -1,6 +1,6 @@
 """SAC's twin critics evaluated at many actions per state: the values behind SOM's target and Best-of-N (SB3 glue).
 
-Leading dimensions are free, so K actions per state go through each Q network in one call.
+K actions per state go through each Q network in one call.
 """
 
 from __future__ import annotations
@@ -8,7 +8,9 @@ from __future__ import annotations
 import math
 
 import torch as th
+import torch.nn.functional as F
 from stable_baselines3.common.policies import ContinuousCritic
+from torch import nn
 
 from sb3_som.score import QFunction
 
@@ -23,35 +25,46 @@ Q_SPREAD_STATES = 32
 Q_SPREAD_ACTIONS = 16
 
 
-def q_per_network(q_networks: list[th.nn.Module], features: th.Tensor, actions: th.Tensor) -> th.Tensor:
-    """Each Q network's value of actions (..., d) at critic features (..., f): (networks, ...), all rows of a
-    network in one 2-D call (batch norm wants 2-D input)."""
-    q_input = th.cat([features, actions], dim=-1)
-    flat_input = q_input.reshape(-1, q_input.shape[-1])  # (N, f + d)
-    values = [q_net(flat_input) for q_net in q_networks]
-    stacked = values[0].unsqueeze(0) if len(values) == 1 else th.stack(values)  # one network: a view, no copy
-    return stacked.view(len(q_networks), *q_input.shape[:-1])
+def q_network_values(q_net: nn.Module, features: th.Tensor, actions: th.Tensor) -> th.Tensor:
+    """One Q network's value of N actions per state: critic features (S, f), actions (S, N, d) -> (S, N).
 
-
-def q_from_features(critic: ContinuousCritic, features: th.Tensor, actions: th.Tensor, which: str) -> th.Tensor:
-    """Q for actions (..., d) at already-extracted critic features (..., f): returns (..., 1).
-
-    ``which`` is "min" (the minimum over all Q networks, SAC's actor) or "first" (the first Q network
-    only, TD3's actor; half the rows with twin critics). Leading dimensions are free, so K proposals per
-    state go through each Q network in one call.
+    SB3's Q network is an MLP on the concatenation ``[features, action]``: its first layer's product with the
+    features is taken once per state and shared by the state's N actions, which gives the values of the
+    concatenated input at a fraction of the first layer's cost where f is much larger than d (Humanoid-v5: f = 348,
+    d = 17). Any other network gets the concatenation. All S * N rows go through the rest of the network as one
+    2-D batch (batch norm wants 2-D input).
     """
-    if which == "first":
-        return q_per_network(critic.q_networks[:1], features, actions)[0].unsqueeze(-1)
-    return q_per_network(critic.q_networks, features, actions).min(dim=0).values.unsqueeze(-1)
+    n_states, n_actions = actions.shape[:2]  # explicit sizes: S may be 0
+    layers = q_net if isinstance(q_net, nn.Sequential) else None
+    first = layers[0] if layers is not None else None
+    if isinstance(first, nn.Linear) and first.in_features == features.shape[-1] + actions.shape[-1]:
+        assert layers is not None
+        n_features = features.shape[-1]
+        state_part = F.linear(features, first.weight[:, :n_features], first.bias)  # (S, h)
+        hidden = state_part.unsqueeze(1) + F.linear(actions, first.weight[:, n_features:])  # (S, N, h)
+        values = layers[1:](hidden.reshape(n_states * n_actions, first.out_features))
+    else:
+        expanded = features.unsqueeze(1).expand(-1, n_actions, -1)
+        q_input = th.cat([expanded, actions], dim=-1)
+        values = q_net(q_input.reshape(n_states * n_actions, q_input.shape[-1]))
+    return values.view(n_states, n_actions)
+
+
+def q_per_network(q_networks: list[nn.Module], features: th.Tensor, actions: th.Tensor) -> th.Tensor:
+    """Each Q network's value of N actions per state: critic features (S, f), actions (S, N, d) -> (networks, S, N)."""
+    values = [q_network_values(q_net, features, actions) for q_net in q_networks]
+    return values[0].unsqueeze(0) if len(values) == 1 else th.stack(values)  # one network: a view, no copy
 
 
 def q_at_states(critic: ContinuousCritic, features: th.Tensor, actions: th.Tensor, which: str) -> th.Tensor:
     """Q of N actions per state: critic features (S, f), actions (S, N, d) -> (S, N).
 
-    All S * N rows go through each Q network in one call, as one 2-D batch.
+    ``which`` is "min" (the minimum over all Q networks, SAC's actor) or "first" (the first Q network only, TD3's
+    actor; half the rows with twin critics).
     """
-    expanded = features.unsqueeze(1).expand(-1, actions.shape[1], -1)
-    return q_from_features(critic, expanded, actions, which).squeeze(-1)
+    if which == "first":
+        return q_network_values(critic.q_networks[0], features, actions)
+    return q_per_network(critic.q_networks, features, actions).min(dim=0).values
 
 
 def proposal_q_function(critic: ContinuousCritic, features: th.Tensor, which: str) -> QFunction:
@@ -83,8 +96,7 @@ def action_profile(critic: ContinuousCritic, features: th.Tensor, which: str) ->
     assert action_shape is not None
     action_dim = math.prod(action_shape)
     uniform_actions = 2 * th.rand(features.shape[0], Q_SPREAD_ACTIONS, action_dim, device=features.device) - 1
-    expanded = features.unsqueeze(1).expand(-1, Q_SPREAD_ACTIONS, -1)
-    q_values = q_per_network(critic.q_networks, expanded, uniform_actions)  # (networks, states, actions)
+    q_values = q_per_network(critic.q_networks, features, uniform_actions)  # (networks, states, actions)
     valued = q_values[0] if which == "first" else q_values.min(dim=0).values
     spread = th.maximum(valued.std(dim=1).mean(), MIN_RELATIVE_Q_SCALE * valued.abs().mean()) + 1e-6
     if q_values.shape[0] < 2:

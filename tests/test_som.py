@@ -15,7 +15,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.utils import set_random_seed
 
 from sb3_som import SOM, MlpMeanFlowPolicy
-from sb3_som.critic_values import action_profile, floored_q_scale
+from sb3_som.critic_values import action_profile, floored_q_scale, q_at_states
 from sb3_som.meanflow import network_velocity_jvp
 from sb3_som.policies import MeanFlowActor
 from sb3_som.score import estimate_velocity
@@ -273,6 +273,17 @@ def test_q_scale_is_the_spread_across_actions_floored(tiny):
         flat, disagreement = action_profile(model.critic, features, "min")
         assert flat.item() < 1e-3 and disagreement.item() < 1e-5  # what is left is the float-rounding minimum
         assert floored_q_scale(flat, th.tensor(0.3)).item() == pytest.approx(0.3)
+
+
+def test_q_at_states_is_each_q_network_on_the_concatenated_state_and_action(tiny):
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **tiny, device="cpu", seed=0)
+    features, actions = th.randn(5, 3), 2 * th.rand(5, 7, 1) - 1
+    rows = th.cat([features.unsqueeze(1).expand(-1, 7, -1), actions], dim=-1).reshape(35, 4)
+    each = th.stack([q_net(rows).view(5, 7) for q_net in model.critic.q_networks])  # (networks, 5, 7)
+    with th.no_grad():
+        assert th.allclose(q_at_states(model.critic, features, actions, "first"), each[0], atol=1e-5)
+        assert th.allclose(q_at_states(model.critic, features, actions, "min"), each.min(dim=0).values, atol=1e-5)
+        assert q_at_states(model.critic, features[:0], actions[:0], "min").shape == (0, 7)
 
 
 class LinearQ(th.nn.Module):
