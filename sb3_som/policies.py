@@ -35,7 +35,8 @@ def check_finite_observation(observation: PyTorchObs) -> None:
     """Raise ``ValueError`` if a floating-point observation (or an entry of a Dict one) holds NaN or inf."""
     entries = observation.items() if isinstance(observation, dict) else [("", observation)]
     for key, tensor in entries:
-        if tensor.is_floating_point() and not bool(th.isfinite(tensor).all()):
+        # x * 0 is 0 for every finite x and NaN for NaN and inf: one reduction, cheaper than isfinite(x).all()
+        if tensor.is_floating_point() and not bool(th.isfinite((tensor * 0).sum())):
             where = f"observation[{key!r}]" if key else "the observation"
             raise ValueError(
                 f"{where} contains NaN or inf, so SOM cannot choose an action for it. Check the environment "

@@ -104,12 +104,20 @@ def test_the_readme_verdicts_numbers_are_those_of_the_committed_files(tmp_path: 
     assert f"ends {ranges[0]} times as broad as a Gaussian target and {ranges[1]} times as broad as a Laplace" in readme
     gaussian_ess = [row["ess"] for row in rows if row["kind"] == "ess" and row["shape"] == "gaussian"]
     assert min(gaussian_ess) >= 12.9  # "at least 12.9 effective samples of 16 on narrow Gaussian targets"
-    # speed: the ratios of the CPU speed table
-    speed = (RESULTS / "speed_cpu_halfcheetah.md").read_text()
-    ratios = {line.split(" | ")[0].strip("| "): line.rsplit(" | ", 1)[1].strip(" |") for line in speed.splitlines()
-              if line.startswith("| predict") or line.startswith("| gradient step")}  # fmt: skip
-    predict = sorted(float(value) for name, value in ratios.items() if name.startswith("predict"))
+    # speed: the ratios of the CPU speed tables
+    ratios = {}
+    for task in ("halfcheetah", "humanoid"):
+        speed = (RESULTS / f"speed_cpu_{task}.md").read_text()
+        ratios[task] = {line.split(" | ")[0].strip("| "): line.rsplit(" | ", 1)[1].strip(" |") for line in speed.splitlines()
+                        if line.startswith("| predict") or line.startswith("| gradient step")}  # fmt: skip
+    predict = sorted(float(value) for table in ratios.values() for name, value in table.items() if name.startswith("predict"))
     assert f"takes {predict[0]:.2f}-{predict[-1]:.2f}x SAC's time" in readme
-    step = next(value for name, value in ratios.items() if name.startswith("gradient step (defaults"))
-    compiled = next(value for name, value in ratios.items() if "compile_step=True" in name)
-    assert f"A CPU gradient step takes {step}x SAC's; with `compile_step=True`, {compiled}x" in readme
+    step = {
+        task: next(v for name, v in table.items() if name.startswith("gradient step (defaults"))
+        for task, table in ratios.items()
+    }
+    compiled = {task: next(v for name, v in table.items() if "compile_step=True" in name) for task, table in ratios.items()}
+    assert (
+        f"A CPU gradient step takes {step['halfcheetah']}x SAC's on HalfCheetah-v5 and {step['humanoid']}x on Humanoid-v5;"
+        f" with `compile_step=True`, {compiled['halfcheetah']}x and {compiled['humanoid']}x" in readme
+    )
