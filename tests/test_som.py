@@ -375,7 +375,8 @@ def test_critic_bootstraps_through_time_limits_only_when_told(handle_timeout_ter
     """With timeouts bootstrapped the critic reaches 1 / (1 - gamma) = 50 although episodes end after 8 steps.
 
     Q does not depend on the action here: the TD-error floor of the Q scale keeps the target policy from
-    turning greedy on the critic's noise. Without bootstrapping, the value stays far below 50.
+    turning greedy on the critic's noise. At this learning rate the critic wanders about 1.5 around its fixed
+    point, hence the tolerance. Without bootstrapping the value stays below sum_{k<8} 0.98^k = 7.5, plus noise.
     """
     env = gym.wrappers.TimeLimit(ConstantRewardCycle(), max_episode_steps=8)
     model = SOM(
@@ -395,9 +396,9 @@ def test_critic_bootstraps_through_time_limits_only_when_told(handle_timeout_ter
     with th.no_grad():
         value = model.critic(obs, model.actor(obs))[0].mean().item()
     if handle_timeout_termination:
-        assert abs(value - 50.0) < 1.0
+        assert abs(value - 50.0) < 3.0
     else:
-        assert value < 45.0
+        assert value < 10.0
 
 
 def test_actor_jvp_equals_torch_func_jvp_of_the_average_velocity(tiny):
