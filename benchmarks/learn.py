@@ -31,7 +31,9 @@ in every run, so final returns of algorithms and seeds compare without the sprea
     python benchmarks/learn.py report runs.jsonl --table table.md --png curves.png
 
 ``diagnose`` appends, per checkpoint, one line with the policy's spread, face share and the critic's Best-of-N gap
-at the latest states of its replay buffer (what each evaluation line of a run holds as ``policy``):
+at the latest states of its replay buffer (what each evaluation line of a run holds as ``policy``) and, for SOM, its
+returns under the one-step action and Best-of-16 (what a SOM run's last evaluation line holds as ``acting``; ``report``
+reads them from either):
 
     python benchmarks/learn.py diagnose runs/checkpoints/som_Hopper-v5_0/step_100000 --out diagnostics.jsonl
 """
@@ -91,6 +93,8 @@ FINAL_EVAL_SEED = 1_000_000
 # the policy's diagnostics at each evaluation: the latest states of the replay buffer, stochastic actions per state,
 # and how many of them the critic's Best-of-N picks from
 DIAGNOSTIC_STATES, DIAGNOSTIC_SAMPLES, DIAGNOSTIC_BEST_OF = 32, 256, 64
+# the Best-of-N acting rule that a SOM run's last evaluation compares with the one-step action: candidates per state
+ACTING_BEST_OF = 16
 
 
 def zoo_file(algo: str) -> str:
@@ -326,13 +330,34 @@ def policy_diagnostics(model: OffPolicyAlgorithm) -> dict[str, float]:
     }
 
 
+def acting_returns(model: SOM, env_id: str, episodes: int) -> dict[str, float]:
+    """SOM's mean return under two acting rules, ``episodes`` episodes each from the final evaluation's initial states
+    (:func:`final_evaluation`): ``one_step`` (the deterministic one-step action, one network call) and
+    ``best_of_16`` (the critic's pick among ``ACTING_BEST_OF`` sampled actions). The policy's own acting settings and
+    training's random streams are left as they were."""
+    policy = model.policy
+    previous = policy.n_action_candidates
+    numpy_state = np.random.get_state()
+    returns = {}
+    with th.random.fork_rng(devices=[]):
+        try:
+            for name, candidates in (("one_step", 1), (f"best_of_{ACTING_BEST_OF}", ACTING_BEST_OF)):
+                policy.n_action_candidates = candidates
+                returns[name] = float(np.mean(final_evaluation(model, env_id, episodes)))
+        finally:
+            policy.n_action_candidates = previous
+    np.random.set_state(numpy_state)
+    return returns
+
+
 class Curve(BaseCallback):
     """Evaluates the deterministic policy every ``--eval-every`` steps, appends a JSON line per evaluation, saves checkpoints.
 
     Each line also carries the latest ``train/`` diagnostics the algorithm logged (``train`` field), the policy's
     spread, face share and Best-of-N gap at the latest states (``policy`` field, :func:`policy_diagnostics`), the wall
     time of the run so far (``seconds``, continued across resumes) and of the last interval per 10,000 steps
-    (``seconds_per_10k``; evaluation and checkpoint writing included).
+    (``seconds_per_10k``; evaluation and checkpoint writing included). A SOM run's evaluation at ``--timesteps`` also
+    holds its returns under the one-step action and Best-of-16 (``acting`` field, :func:`acting_returns`).
 
     Checkpoints are taken at the start of a rollout, where the previous step is complete (transition stored,
     gradient steps done): the first one at or after each multiple of ``--checkpoint-every``, and the first one at or
@@ -371,6 +396,8 @@ class Curve(BaseCallback):
                        std_return=float(np.std(returns)), seconds=round(seconds, 1),
                        seconds_per_10k=round((seconds - last_seconds) * 10_000 / (self.num_timesteps - last_step), 1),
                        train=dict(self.runner["diagnostics"]), policy=policy_diagnostics(self.model))  # fmt: skip
+            if isinstance(self.model, SOM) and self.num_timesteps >= self.args.timesteps:
+                row["acting"] = acting_returns(self.model, self.args.env, self.args.eval_episodes)
             with open(self.args.out, "a") as file:
                 file.write(json.dumps(row) + "\n")
             self.runner["last_line"] = (self.num_timesteps, seconds)
@@ -514,7 +541,7 @@ def code_segments(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str, int], 
     as (first step, last step, commit) in step order."""
     steps_by_run: dict[tuple[str, str, int], list[tuple[int, str]]] = defaultdict(list)
     for row in rows:
-        if "final_episodes" not in row:
+        if "final_episodes" not in row and "checkpoint" not in row:  # evaluation lines only
             steps_by_run[row["env"], row["algo"], row["seed"]].append((row["timesteps"], row.get("commit", "")))
     segments_by_run = {}
     for run_key, points in steps_by_run.items():
@@ -537,19 +564,27 @@ def report(args: argparse.Namespace) -> None:
     curves: dict[str, dict[str, dict[int, dict[int, float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
     spreads: dict[tuple[str, str, int, int], float] = {}  # (task, algorithm, seed, steps): the policy's spread
     final_runs: dict[tuple[str, int, int], dict[str, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))
+    acting: dict[tuple[str, int], dict[str, float]] = {}  # (run, steps): SOM's returns by acting rule
+    run_ids: dict[tuple[str, str, int, int], str] = {}  # (task, algorithm, seed, steps): the run's id
     for row in rows:
+        if "acting" in row:
+            acting[row["run"], row["timesteps"]] = row["acting"]
+        if "checkpoint" in row:  # a diagnose line
+            continue
         if "final_episodes" in row:
             final_runs[row["env"], row["timesteps"], row["final_episodes"]][row["algo"]].append(
                 (row["seed"], row["mean_return"])
             )
         else:
             curves[row["env"]][row["algo"]][row["seed"]][row["timesteps"]] = row["mean_return"]
+            run_ids[row["env"], row["algo"], row["seed"], row["timesteps"]] = row.get("run", "")
             if row.get("policy"):
                 spreads[row["env"], row["algo"], row["seed"], row["timesteps"]] = row["policy"]["spread"]
     mixed = code_segments(rows)
     lines = [
-        "| task | budget (steps) | SOM | SAC | seeds (SOM, SAC) | policy spread (SOM, SAC) |",
-        "|---|---|---|---|---|---|",
+        f"| task | budget (steps) | SOM | SAC | seeds (SOM, SAC) | policy spread (SOM, SAC) "
+        f"| SOM one-step / Best-of-{ACTING_BEST_OF} |",
+        "|---|---|---|---|---|---|---|",
     ]
     for env_id, by_algo in curves.items():
         budget = min(max(points) for seeds in by_algo.values() for points in seeds.values())
@@ -562,12 +597,20 @@ def report(args: argparse.Namespace) -> None:
             spread = [spreads[key] for seed, _ in at_budget if (key := (env_id, algo, seed, budget)) in spreads]
             spread_cells.append(f"{np.mean(spread):.2f} ({len(spread)})" if spread else "-")
         seeds = ", ".join(str(len(by_algo.get(algo, {}))) for algo in ("som", "sac"))
-        lines.append(f"| {env_id} | {budget} | {cells[0]} | {cells[1]} | {seeds} | {', '.join(spread_cells)} |")
+        som_runs = [run_ids.get((env_id, "som", seed, budget)) for seed in sorted(by_algo.get("som", {}))]
+        rules = [acting[key] for run_id in som_runs if (key := (run_id, budget)) in acting]
+        rule_cell = "-"
+        if rules:
+            means = [np.mean([returns[rule] for returns in rules]) for rule in ("one_step", f"best_of_{ACTING_BEST_OF}")]
+            rule_cell = f"{means[0]:.0f} / {means[1]:.0f} ({len(rules)})"
+        lines.append(f"| {env_id} | {budget} | {cells[0]} | {cells[1]} | {seeds} | {', '.join(spread_cells)} | {rule_cell} |")
     table = "\n".join(lines) + (
         "\n\nCells: mean ± std over seeds of the deterministic evaluation return (per-seed values); policy spread:"
         " the standard deviation per action coordinate of the stochastic actions in [-1, 1] at the latest states of"
         " the replay buffer (uniform: 0.58), mean over the seeds whose lines record it (how many), `-` where none"
-        " does.\n"
+        " does. SOM one-step / Best-of-16: the mean return of the deterministic one-step action and of the critic's"
+        " best of 16 sampled actions, each over the run's evaluation episodes from the final evaluation's initial"
+        " states, mean over the seeds whose lines record it (how many).\n"
     )
     if mixed:
         table += "\nMarked *: runs whose segments ran on different code:\n"
@@ -684,12 +727,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def diagnose(args: argparse.Namespace) -> None:
-    """One line per checkpoint: its run's algorithm, task, seed and step, and :func:`policy_diagnostics`."""
+    """One line per checkpoint: its run's algorithm, task, seed, id and step, :func:`policy_diagnostics` and, for SOM,
+    :func:`acting_returns` over the run's ``--eval-episodes`` (``acting`` field, which ``report`` reads)."""
     for path in args.checkpoints:
         model, state = load_checkpoint(path, "cpu")
         config = state["config"]
         row = {"checkpoint": os.path.normpath(path), "algo": config["algo"], "env": config["env"], "seed": config["seed"],
-               "timesteps": model.num_timesteps, **policy_diagnostics(model)}  # fmt: skip
+               "run": state["runner"]["run"], "timesteps": model.num_timesteps, **policy_diagnostics(model)}  # fmt: skip
+        if isinstance(model, SOM):
+            row["acting"] = acting_returns(model, config["env"], config["eval_episodes"])
         with open(args.out, "a") as file:
             file.write(json.dumps(row) + "\n")
 

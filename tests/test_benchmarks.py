@@ -1,5 +1,7 @@
 """The benchmark scripts' own measurements, on samples whose answer is known."""
 
+import json
+
 import numpy as np
 import pytest
 import torch as th
@@ -7,6 +9,8 @@ from action_distribution import count_modes, summary
 from breadth_by_dimension import fixed_target, target_std
 from multigoal import goal_directions
 from quadratic_bandit import target_coordinate
+
+from sb3_som import SOM
 
 
 @pytest.mark.parametrize(
@@ -84,3 +88,36 @@ def test_the_breadth_benchmarks_targets_have_the_stated_standard_deviation(shape
     samples = narrow.sample(200_000, th.Generator().manual_seed(0))
     th.testing.assert_close(samples.std(0).float(), target_std(narrow), rtol=0.01, atol=0.0)
     assert th.allclose(samples.mean(0).float(), th.tensor([0.3, -0.3, 0.3]), atol=2e-3)
+
+
+def test_acting_returns_compare_the_one_step_action_with_best_of_16_and_leave_the_model_as_it_was(tmp_path) -> None:
+    from learn import ACTING_BEST_OF, acting_returns, final_evaluation, parse_args, report
+
+    model = SOM("MlpPolicy", "Pendulum-v1", learning_starts=50, batch_size=16, seed=0,
+                policy_kwargs={"net_arch": [16, 16], "n_action_candidates": 2})  # fmt: skip
+    model.learn(100)
+    th.manual_seed(5)
+    torch_state, numpy_state = th.get_rng_state(), np.random.get_state()
+    returns = acting_returns(model, "Pendulum-v1", episodes=2)
+    assert th.equal(th.get_rng_state(), torch_state)
+    assert all(np.array_equal(a, b) for a, b in zip(np.random.get_state(), numpy_state, strict=True))
+    assert model.policy.n_action_candidates == 2  # the model's own setting is back
+    model.policy.n_action_candidates = 1
+    assert returns["one_step"] == pytest.approx(np.mean(final_evaluation(model, "Pendulum-v1", 2)), rel=1e-6)
+    model.policy.n_action_candidates = ACTING_BEST_OF
+    with th.random.fork_rng(devices=[]):
+        best = np.mean(final_evaluation(model, "Pendulum-v1", 2))
+    assert returns[f"best_of_{ACTING_BEST_OF}"] == pytest.approx(best, rel=1e-6)
+    # the report's column: an evaluation line at the budget and a diagnose line of another seed's checkpoint
+    lines = tmp_path / "lines.jsonl"
+    evaluation = {"algo": "som", "env": "Pendulum-v1", "seed": 0, "run": "a", "timesteps": 100, "mean_return": -900.0,
+                  "acting": {"one_step": -800.0, "best_of_16": -700.0}}  # fmt: skip
+    other_seed = {key: value for key, value in evaluation.items() if key != "acting"} | {"seed": 1, "run": "b"}
+    diagnosis = {"checkpoint": "step_100", "algo": "som", "env": "Pendulum-v1", "seed": 1, "run": "b", "timesteps": 100,
+                 "spread": 0.3, "acting": {"one_step": -600.0, "best_of_16": -500.0}}  # fmt: skip
+    another_run = dict(diagnosis, run="c", acting={"one_step": 0.0, "best_of_16": 0.0})  # seed 1's, but not the table's
+    rows = (evaluation, diagnosis, other_seed, another_run)
+    lines.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    table = tmp_path / "table.md"
+    report(parse_args(["report", str(lines), "--table", str(table)]))
+    assert "| Pendulum-v1 | 100 | -900 ± 0 (-900, -900) | - | 2, 0 | -, - | -700 / -600 (2) |" in table.read_text()

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "benchmarks" / "README.md"]
 # the raw lines behind the MuJoCo table of README.md and docs/benchmarks.md (section 1 has the command)
-MUJOCO_LINES = ["learn_mujoco_cpu.jsonl", "learn_mujoco_sac_cpu.jsonl"]
+MUJOCO_LINES = ["learn_mujoco_cpu.jsonl", "learn_mujoco_sac_cpu.jsonl", "acting_at_100k_cpu.jsonl"]
 
 
 def result_files_named(text: str) -> set[str]:

@@ -38,7 +38,10 @@ def learn() -> ModuleType:
 def curve(path: Path) -> list[tuple[Any, ...]]:
     """What an evaluation line measures (not where or how long it ran), in file order."""
     rows = [json.loads(line) for line in path.read_text().splitlines()]
-    return [(row["timesteps"], row["mean_return"], row["std_return"], row["train"], row["policy"]) for row in rows]
+    return [
+        (row["timesteps"], row["mean_return"], row["std_return"], row["train"], row["policy"], row.get("acting"))
+        for row in rows
+    ]
 
 
 @pytest.mark.parametrize(
@@ -73,8 +76,13 @@ def test_resumed_run_matches_uninterrupted(
     checkpoint = str(tmp_path / "checkpoints" / f"step_{STOP_AT}")
     learn.diagnose(learn.parse_args(["diagnose", checkpoint, "--out", str(tmp_path / "diagnosis.jsonl")]))
     diagnosis = json.loads((tmp_path / "diagnosis.jsonl").read_text())
-    expected = learn.policy_diagnostics(learn.load_checkpoint(checkpoint, "cpu")[0])
-    assert diagnosis == {"checkpoint": checkpoint, "algo": algo, "env": env_id, "seed": 3, "timesteps": STOP_AT, **expected}
+    model = learn.load_checkpoint(checkpoint, "cpu")[0]
+    expected = learn.policy_diagnostics(model)
+    if algo == "som":  # and its returns under the one-step action and Best-of-16
+        expected["acting"] = learn.acting_returns(model, env_id, 2)
+    run_id = json.loads((tmp_path / "resumed.jsonl").read_text().splitlines()[0])["run"]
+    assert diagnosis == {"checkpoint": checkpoint, "algo": algo, "env": env_id, "seed": 3, "run": run_id,
+                         "timesteps": STOP_AT, **expected}  # fmt: skip
 
     # a process killed after the checkpoint may have written evaluations past it: they must not survive
     lines = (tmp_path / "resumed.jsonl").read_text().splitlines()
@@ -88,6 +96,7 @@ def test_resumed_run_matches_uninterrupted(
     rows = [json.loads(line) for line in (tmp_path / "resumed.jsonl").read_text().splitlines()]
     assert [row["segment_start"] for row in rows] == [0, 0, STOP_AT, STOP_AT]
     assert len({row["run"] for row in rows}) == 1
+    assert [("acting" in row) for row in rows] == [False, False, False, algo == "som"]  # SOM's, at the budget
     assert rows[2]["seconds"] >= rows[1]["seconds"], "wall time continues from the checkpoint's"
 
     assert (resumed.num_timesteps, resumed._n_updates, resumed._episode_num) == (whole.num_timesteps, whole._n_updates,
