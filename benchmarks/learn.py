@@ -608,8 +608,9 @@ def report(args: argparse.Namespace) -> None:
         "\n\nCells: mean ± std over seeds of the deterministic evaluation return (per-seed values); policy spread:"
         " the standard deviation per action coordinate of the stochastic actions in [-1, 1] at the latest states of"
         " the replay buffer (uniform: 0.58), mean over the seeds whose lines record it (how many), `-` where none"
-        " does. SOM one-step / Best-of-16: the mean return of the deterministic one-step action and of the critic's"
-        " best of 16 sampled actions, each over the run's evaluation episodes from the final evaluation's initial"
+        f" does. SOM one-step / Best-of-{ACTING_BEST_OF}: the mean return of the deterministic one-step action and of"
+        f" the critic's best of {ACTING_BEST_OF} sampled actions, each over the run's evaluation episodes from the final"
+        " evaluation's initial"
         " states, mean over the seeds whose lines record it (how many).\n"
     )
     if mixed:
