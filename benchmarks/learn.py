@@ -31,9 +31,10 @@ in every run, so final returns of algorithms and seeds compare without the sprea
     python benchmarks/learn.py report runs.jsonl --table table.md --png curves.png
 
 ``diagnose`` appends, per checkpoint, one line with the policy's spread, face share and the critic's Best-of-N gap
-at the latest states of its replay buffer (what each evaluation line of a run holds as ``policy``) and, for SOM, its
-returns under the one-step action and Best-of-16 (what a SOM run's last evaluation line holds as ``acting``; ``report``
-reads them from either):
+at the latest states of its replay buffer (what each evaluation line of a run holds as ``policy``) and, for SOM, the
+spread of its target ``exp(alpha Q / q_scale)`` at the same states (``target_spread``: how broad the policy would be
+if it sampled its target) and its returns under the one-step action and Best-of-16 (what a SOM run's last evaluation
+line holds as ``acting``; ``report`` reads them from either):
 
     python benchmarks/learn.py diagnose runs/checkpoints/som_Hopper-v5_0/step_100000 --out diagnostics.jsonl
 """
@@ -55,7 +56,7 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any
 
@@ -76,7 +77,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_som import SOM
 from sb3_som.critic_values import q_at_states
-from sb3_som.objective import FACE_THRESHOLD
+from sb3_som.objective import FACE_THRESHOLD, actor_batch_size, first_rows, target_q_scale
 
 try:
     import mujoco
@@ -95,6 +96,9 @@ FINAL_EVAL_SEED = 1_000_000
 DIAGNOSTIC_STATES, DIAGNOSTIC_SAMPLES, DIAGNOSTIC_BEST_OF = 32, 256, 64
 # the Best-of-N acting rule that a SOM run's last evaluation compares with the one-step action: candidates per state
 ACTING_BEST_OF = 16
+# the target's spread: Metropolis chains per state and steps per chain (the first third tunes the step), and the
+# replay batches whose Q scales are averaged
+TARGET_CHAINS, TARGET_STEPS, Q_SCALE_BATCHES = 8, 12_000, 8
 
 
 def zoo_file(algo: str) -> str:
@@ -328,6 +332,70 @@ def policy_diagnostics(model: OffPolicyAlgorithm) -> dict[str, float]:
         "face_share": float((np.abs(sampled) > FACE_THRESHOLD).mean()),
         "best_of_n_gap": gap,
     }
+
+
+def boltzmann_spread(log_density: Callable[[th.Tensor], th.Tensor], start: th.Tensor, steps: int) -> th.Tensor:
+    """Standard deviation per coordinate of the density ``exp(log_density)`` on the box ``[-1, 1]^d``, per state.
+
+    Random-walk Metropolis: ``start`` (S, C, d) holds C chains per state inside the box, ``log_density`` maps actions
+    (S, C, d) to (S, C); moves out of the box are rejected. During the first third of the ``steps`` each state's
+    step size is tuned toward a quarter of the moves accepted; every fourth point of the rest counts. Returns (S, d).
+    """
+    chains = start.clone()
+    log_p = log_density(chains)
+    step = th.full((chains.shape[0], 1, 1), 0.05, device=chains.device)
+    tuning, kept = steps // 3, []
+    for index in range(steps):
+        proposal = chains + step * th.randn_like(chains)
+        inside = (proposal.abs() <= 1).all(dim=-1)
+        log_p_proposal = log_density(proposal.clamp(-1.0, 1.0))
+        accept = inside & (th.rand_like(log_p).log() < log_p_proposal - log_p)
+        chains = th.where(accept.unsqueeze(-1), proposal, chains)
+        log_p = th.where(accept, log_p_proposal, log_p)
+        if index < tuning:
+            step = step * th.exp(0.05 * (accept.float().mean(dim=1) - 0.25)).view(-1, 1, 1)
+        elif index % 4 == 0:
+            kept.append(chains)
+    points = th.cat(kept, dim=1)  # (S, C * kept, d)
+    return points.std(dim=1)
+
+
+def training_q_scale(model: SOM, batches: int) -> th.Tensor:
+    """The Q scale as SOM's actor update measures it (``objective.target_q_scale`` on the update's states of a replay
+    batch, the TD error of the same batch for the "td_error" floor), averaged over ``batches`` batches: a scalar."""
+    scales = []
+    for _ in range(batches):
+        replay = model.replay_buffer.sample(model.batch_size)  # type: ignore[union-attr]
+        _, td_error_rms, _ = model._critic_loss(replay)
+        critic = model.critic_target
+        states = first_rows(replay.observations, actor_batch_size(model.batch_size))
+        features = critic.extract_features(states, critic.features_extractor)
+        scales.append(target_q_scale(critic, features, model.q_scale_floor_in_use, td_error_rms)[0])
+    return th.stack(scales).mean()
+
+
+def target_spread(model: SOM) -> float:
+    """The spread of SOM's target ``exp(alpha Q / q_scale)`` at the latest ``DIAGNOSTIC_STATES`` states of the replay
+    buffer, comparable to :func:`policy_diagnostics`' ``spread``: the standard deviation per coordinate in the box,
+    averaged over states and coordinates. Q is the target critic's first network and the Q scale
+    :func:`training_q_scale`, as in the actor's update; :func:`boltzmann_spread` samples the target, its chains
+    started at the policy's stochastic actions. Training's random streams are left as they were."""
+    buffer = model.replay_buffer
+    assert buffer is not None
+    stored = buffer.buffer_size if buffer.full else buffer.pos
+    latest = (buffer.pos - 1 - np.arange(min(DIAGNOSTIC_STATES, stored))) % buffer.buffer_size
+    observations = buffer.observations[latest, 0]
+    numpy_state = np.random.get_state()
+    with th.random.fork_rng(devices=[]), th.no_grad():
+        beta = model.target_alpha / training_q_scale(model, Q_SCALE_BATCHES)
+        critic = model.critic_target
+        features = critic.extract_features(model.policy.obs_to_tensor(observations)[0], critic.features_extractor)
+        start = th.as_tensor(sampled_actions(model, observations, TARGET_CHAINS), dtype=th.float32, device=model.device)
+        spread = boltzmann_spread(
+            lambda actions: beta * q_at_states(critic, features, actions, "first"), start.clamp(-0.999, 0.999), TARGET_STEPS
+        )
+    np.random.set_state(numpy_state)
+    return spread.mean().item()
 
 
 def acting_returns(model: SOM, env_id: str, episodes: int) -> dict[str, float]:
@@ -729,13 +797,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def diagnose(args: argparse.Namespace) -> None:
     """One line per checkpoint: its run's algorithm, task, seed, id and step, :func:`policy_diagnostics` and, for SOM,
-    :func:`acting_returns` over the run's ``--eval-episodes`` (``acting`` field, which ``report`` reads)."""
+    :func:`target_spread` and :func:`acting_returns` over the run's ``--eval-episodes`` (``acting`` field, which
+    ``report`` reads)."""
     for path in args.checkpoints:
         model, state = load_checkpoint(path, "cpu")
         config = state["config"]
         row = {"checkpoint": os.path.normpath(path), "algo": config["algo"], "env": config["env"], "seed": config["seed"],
                "run": state["runner"]["run"], "timesteps": model.num_timesteps, **policy_diagnostics(model)}  # fmt: skip
         if isinstance(model, SOM):
+            row["target_spread"] = target_spread(model)
             row["acting"] = acting_returns(model, config["env"], config["eval_episodes"])
         with open(args.out, "a") as file:
             file.write(json.dumps(row) + "\n")

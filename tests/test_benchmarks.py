@@ -78,6 +78,24 @@ def test_policy_diagnostics_measure_the_latest_states_and_leave_training_random_
     assert 0.0 < row["spread"] < 1.0 and np.isfinite(row["best_of_n_gap"])
 
 
+def test_boltzmann_spread_samples_densities_inside_the_box_and_cut_by_it() -> None:
+    from learn import boltzmann_spread
+
+    # per coordinate a Gaussian: narrow inside the box, and broad enough that the box cuts it (its spread by quadrature)
+    centre, width = th.tensor([0.3, -0.2, 0.0]), th.tensor([0.05, 0.2, 0.8])
+    grid = np.linspace(-1, 1, 20001)
+    density = np.exp(-0.5 * ((grid[:, None] - centre.numpy()) / width.numpy()) ** 2)
+    density /= density.sum(0)
+    mean = (density * grid[:, None]).sum(0)
+    expected = np.sqrt((density * (grid[:, None] - mean) ** 2).sum(0))
+    assert expected[2] < 0.7 * 0.8  # the box cuts the broad coordinate
+    th.manual_seed(0)
+    start = 0.99 * (2 * th.rand(4, 8, 3) - 1)  # 4 states, 8 chains each, started anywhere in the box
+    spread = boltzmann_spread(lambda actions: -0.5 * ((actions - centre) / width).square().sum(-1), start, 3000)
+    assert spread.shape == (4, 3)
+    th.testing.assert_close(spread.mean(0), th.as_tensor(expected, dtype=th.float32), rtol=0.06, atol=0.0)
+
+
 @pytest.mark.parametrize("shape", ["gaussian", "laplace"])
 def test_the_breadth_benchmarks_targets_have_the_stated_standard_deviation(shape):
     # width 0.1 around +-0.3: the box cuts off nothing that shows; width 0.25: the Laplace's tail past +1 (1% of its

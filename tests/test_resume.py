@@ -59,6 +59,7 @@ def test_resumed_run_matches_uninterrupted(
     if env_id.endswith("-v5"):
         pytest.importorskip("mujoco")
     monkeypatch.setattr(learn, "zoo_hyperparams", lambda *_: copy.deepcopy(TINY))  # SB3 adds keys to policy_kwargs
+    monkeypatch.setattr(learn, "TARGET_STEPS", 300)  # the target's Metropolis chains: enough to run, not to converge
     common = ["run", "--algo", algo, "--env", env_id, "--seed", "3", "--timesteps", str(TIMESTEPS),
               "--eval-every", str(EVAL_EVERY), "--eval-episodes", "2"]  # fmt: skip
     whole = learn.run(learn.parse_args([*common, "--out", str(tmp_path / "whole.jsonl")]))
@@ -78,8 +79,10 @@ def test_resumed_run_matches_uninterrupted(
     diagnosis = json.loads((tmp_path / "diagnosis.jsonl").read_text())
     model = learn.load_checkpoint(checkpoint, "cpu")[0]
     expected = learn.policy_diagnostics(model)
-    if algo == "som":  # and its returns under the one-step action and Best-of-16
+    if algo == "som":  # and its target's spread and its returns under the one-step action and Best-of-16
+        expected["target_spread"] = learn.target_spread(model)
         expected["acting"] = learn.acting_returns(model, env_id, 2)
+        assert 0.0 < expected["target_spread"] < 1.0
     run_id = json.loads((tmp_path / "resumed.jsonl").read_text().splitlines()[0])["run"]
     assert diagnosis == {"checkpoint": checkpoint, "algo": algo, "env": env_id, "seed": 3, "run": run_id,
                          "timesteps": STOP_AT, **expected}  # fmt: skip
