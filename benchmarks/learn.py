@@ -635,10 +635,12 @@ def report(args: argparse.Namespace) -> None:
     acting: dict[tuple[str, int], dict[str, float]] = {}  # (run, steps): SOM's returns by acting rule
     run_ids: dict[tuple[str, str, int, int], str] = {}  # (task, algorithm, seed, steps): the run's id
     for row in rows:
+        if "checkpoint" in row:  # a diagnose line: its acting returns count where the run's own line has none
+            if "acting" in row:
+                acting.setdefault((row["run"], row["timesteps"]), row["acting"])
+            continue
         if "acting" in row:
             acting[row["run"], row["timesteps"]] = row["acting"]
-        if "checkpoint" in row:  # a diagnose line
-            continue
         if "final_episodes" in row:
             final_runs[row["env"], row["timesteps"], row["final_episodes"]][row["algo"]].append(
                 (row["seed"], row["mean_return"])

@@ -126,7 +126,8 @@ def test_acting_returns_compare_the_one_step_action_with_best_of_16_and_leave_th
     with th.random.fork_rng(devices=[]):
         best = np.mean(final_evaluation(model, "Pendulum-v1", 2))
     assert returns[f"best_of_{ACTING_BEST_OF}"] == pytest.approx(best, rel=1e-6)
-    # the report's column: an evaluation line at the budget and a diagnose line of another seed's checkpoint
+    # the report's column: an evaluation line at the budget and a diagnose line of another seed's checkpoint, whose
+    # acting returns count where the run's own line has none
     lines = tmp_path / "lines.jsonl"
     evaluation = {"algo": "som", "env": "Pendulum-v1", "seed": 0, "run": "a", "timesteps": 100, "mean_return": -900.0,
                   "acting": {"one_step": -800.0, "best_of_16": -700.0}}  # fmt: skip
@@ -134,7 +135,9 @@ def test_acting_returns_compare_the_one_step_action_with_best_of_16_and_leave_th
     diagnosis = {"checkpoint": "step_100", "algo": "som", "env": "Pendulum-v1", "seed": 1, "run": "b", "timesteps": 100,
                  "spread": 0.3, "acting": {"one_step": -600.0, "best_of_16": -500.0}}  # fmt: skip
     another_run = dict(diagnosis, run="c", acting={"one_step": 0.0, "best_of_16": 0.0})  # seed 1's, but not the table's
-    rows = (evaluation, diagnosis, other_seed, another_run)
+    # a diagnose line of seed 0's run, read before and after its own line: the run's own measurement counts
+    same_run = dict(diagnosis, seed=0, run="a", acting={"one_step": 0.0, "best_of_16": 0.0})
+    rows = (same_run, evaluation, diagnosis, other_seed, another_run, same_run)
     lines.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
     table = tmp_path / "table.md"
     report(parse_args(["report", str(lines), "--table", str(table)]))
