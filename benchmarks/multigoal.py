@@ -31,10 +31,10 @@ from stable_baselines3 import SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
+from learn import training_q_scale
 from sb3_som import SOM
 from sb3_som.critic_values import q_at_states
 from sb3_som.envs import MultiGoalPointMass
-from sb3_som.objective import target_q_scale
 
 ENV_ID = "MultiGoalPointMass-v0"
 ALGOS = {"som": SOM, "sac": SAC, "td3": TD3}
@@ -63,12 +63,8 @@ def start_directions(model: SOM) -> dict[str, list[float]]:
     """
     numpy_state = np.random.get_state()  # the replay sample and the actions draw from training's random streams
     with th.random.fork_rng(devices=[]), th.no_grad():
-        replay = model.replay_buffer.sample(model.batch_size)  # type: ignore[union-attr]
-        _, td_error_rms, _ = model._critic_loss(replay)
+        beta = model.target_alpha / training_q_scale(model, batches=1)
         critic = model.critic_target
-        features = critic.extract_features(replay.observations, critic.features_extractor)
-        q_scale, _, _ = target_q_scale(critic, features, model.q_scale_floor_in_use, td_error_rms)
-        beta = model.target_alpha / q_scale
         axis = th.linspace(-1.0, 1.0, TARGET_GRID)
         grid = th.stack(th.meshgrid(axis, axis, indexing="ij"), dim=-1).reshape(1, -1, 2).to(model.device)
         origin = th.zeros(1, 2, device=model.device)
