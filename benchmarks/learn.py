@@ -301,6 +301,16 @@ def sampled_actions(model: BaseAlgorithm, observations: np.ndarray, samples: int
     return model.policy.scale_action(actions).reshape(len(observations), samples, -1)
 
 
+def latest_observations(model: OffPolicyAlgorithm) -> np.ndarray:
+    """The latest ``DIAGNOSTIC_STATES`` observations of the replay buffer, newest first: (S, o), the first
+    environment's (Box observations)."""
+    buffer = model.replay_buffer
+    assert buffer is not None
+    stored = buffer.buffer_size if buffer.full else buffer.pos
+    latest = (buffer.pos - 1 - np.arange(min(DIAGNOSTIC_STATES, stored))) % buffer.buffer_size
+    return buffer.observations[latest, 0]
+
+
 def policy_diagnostics(model: OffPolicyAlgorithm) -> dict[str, float]:
     """The policy at the latest ``DIAGNOSTIC_STATES`` states of the replay buffer (SOM or SAC, Box observations).
 
@@ -310,11 +320,7 @@ def policy_diagnostics(model: OffPolicyAlgorithm) -> dict[str, float]:
     of the best of the first ``DIAGNOSTIC_BEST_OF`` samples less that of the deterministic action, averaged over
     states. Training's random streams are left as they were (the same run with or without the diagnostics).
     """
-    buffer = model.replay_buffer
-    assert buffer is not None
-    stored = buffer.buffer_size if buffer.full else buffer.pos
-    latest = (buffer.pos - 1 - np.arange(min(DIAGNOSTIC_STATES, stored))) % buffer.buffer_size
-    observations = buffer.observations[latest, 0]  # (S, o), the first environment's
+    observations = latest_observations(model)
     numpy_state = np.random.get_state()
     with th.random.fork_rng(devices=[]), th.no_grad():
         sampled = sampled_actions(model, observations, DIAGNOSTIC_SAMPLES)
@@ -380,11 +386,7 @@ def target_spread(model: SOM) -> float:
     averaged over states and coordinates. Q is the target critic's first network and the Q scale
     :func:`training_q_scale`, as in the actor's update; :func:`boltzmann_spread` samples the target, its chains
     started at the policy's stochastic actions. Training's random streams are left as they were."""
-    buffer = model.replay_buffer
-    assert buffer is not None
-    stored = buffer.buffer_size if buffer.full else buffer.pos
-    latest = (buffer.pos - 1 - np.arange(min(DIAGNOSTIC_STATES, stored))) % buffer.buffer_size
-    observations = buffer.observations[latest, 0]
+    observations = latest_observations(model)
     numpy_state = np.random.get_state()
     with th.random.fork_rng(devices=[]), th.no_grad():
         beta = model.target_alpha / training_q_scale(model, Q_SCALE_BATCHES)
