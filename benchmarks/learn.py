@@ -366,6 +366,7 @@ def boltzmann_spread(log_density: Callable[[th.Tensor], th.Tensor], start: th.Te
     return points.std(dim=1)
 
 
+@th.no_grad()
 def training_q_scale(model: SOM, batches: int) -> th.Tensor:
     """The Q scale as SOM's actor update measures it (``objective.target_q_scale`` on the update's states of a replay
     batch, the TD error of the same batch for the "td_error" floor), averaged over ``batches`` batches: a scalar."""
