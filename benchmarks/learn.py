@@ -72,6 +72,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -301,13 +302,13 @@ def sampled_actions(model: BaseAlgorithm, observations: np.ndarray, samples: int
     return model.policy.scale_action(actions).reshape(len(observations), samples, -1)
 
 
-def latest_observations(model: OffPolicyAlgorithm) -> np.ndarray:
-    """The latest ``DIAGNOSTIC_STATES`` observations of the replay buffer, newest first: (S, o), the first
+def latest_observations(model: OffPolicyAlgorithm, n: int = DIAGNOSTIC_STATES) -> np.ndarray:
+    """The latest ``n`` observations of the replay buffer (all it holds, if fewer), newest first: (S, o), the first
     environment's (Box observations)."""
     buffer = model.replay_buffer
     assert buffer is not None
     stored = buffer.buffer_size if buffer.full else buffer.pos
-    latest = (buffer.pos - 1 - np.arange(min(DIAGNOSTIC_STATES, stored))) % buffer.buffer_size
+    latest = (buffer.pos - 1 - np.arange(min(n, stored))) % buffer.buffer_size
     return buffer.observations[latest, 0]
 
 
@@ -367,30 +368,34 @@ def boltzmann_spread(log_density: Callable[[th.Tensor], th.Tensor], start: th.Te
 
 
 @th.no_grad()
-def training_q_scale(model: SOM, batches: int) -> th.Tensor:
+def training_q_scale(model: SOM, batches: int, states: Callable[[ReplayBufferSamples], th.Tensor] | None = None) -> th.Tensor:
     """The Q scale as SOM's actor update measures it (``objective.target_q_scale`` on the update's states of a replay
-    batch, the TD error of the same batch for the "td_error" floor), averaged over ``batches`` batches: a scalar."""
+    batch, the TD error of the same batch for the "td_error" floor), averaged over ``batches`` batches: a scalar.
+    ``states`` maps a replay batch to the observations the update takes instead of the batch's own (None: its own)."""
     scales = []
     for _ in range(batches):
         replay = model.replay_buffer.sample(model.batch_size)  # type: ignore[union-attr]
         _, td_error_rms, _ = model._critic_loss(replay)
         critic = model.critic_target
-        states = first_rows(replay.observations, actor_batch_size(model.batch_size))
-        features = critic.extract_features(states, critic.features_extractor)
+        observations = replay.observations if states is None else states(replay)
+        states_in_update = first_rows(observations, actor_batch_size(model.batch_size))
+        features = critic.extract_features(states_in_update, critic.features_extractor)
         scales.append(target_q_scale(critic, features, model.q_scale_floor_in_use, td_error_rms)[0])
     return th.stack(scales).mean()
 
 
-def target_spread(model: SOM) -> float:
+def target_spread(model: SOM, q_scale: th.Tensor | None = None) -> float:
     """The spread of SOM's target ``exp(alpha Q / q_scale)`` at the latest ``DIAGNOSTIC_STATES`` states of the replay
     buffer, comparable to :func:`policy_diagnostics`' ``spread``: the standard deviation per coordinate in the box,
-    averaged over states and coordinates. Q is the target critic's first network and the Q scale
-    :func:`training_q_scale`, as in the actor's update; :func:`boltzmann_spread` samples the target, its chains
+    averaged over states and coordinates. Q is the target critic's first network and the Q scale ``q_scale`` (None:
+    :func:`training_q_scale`, as in the actor's update); :func:`boltzmann_spread` samples the target, its chains
     started at the policy's stochastic actions. Training's random streams are left as they were."""
     observations = latest_observations(model)
     numpy_state = np.random.get_state()
     with th.random.fork_rng(devices=[]), th.no_grad():
-        beta = model.target_alpha / training_q_scale(model, Q_SCALE_BATCHES)
+        if q_scale is None:
+            q_scale = training_q_scale(model, Q_SCALE_BATCHES)
+        beta = model.target_alpha / q_scale
         critic = model.critic_target
         features = critic.extract_features(model.policy.obs_to_tensor(observations)[0], critic.features_extractor)
         start = th.as_tensor(sampled_actions(model, observations, TARGET_CHAINS), dtype=th.float32, device=model.device)

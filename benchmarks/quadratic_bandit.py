@@ -24,9 +24,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch as th
-from bandit_fidelity import print_results
 from gymnasium import spaces
 
+from bandit_fidelity import print_results
 from sb3_som import SOM
 
 WIDTH = 0.08  # reward -|a - optimum|^2 / WIDTH

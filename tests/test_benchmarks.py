@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 import torch as th
+
 from action_distribution import count_modes, summary
 from breadth_by_dimension import fixed_target, target_std
 from multigoal import goal_directions
 from quadratic_bandit import target_coordinate
-
 from sb3_som import SOM
 
 
@@ -142,3 +142,38 @@ def test_acting_returns_compare_the_one_step_action_with_best_of_16_and_leave_th
     table = tmp_path / "table.md"
     report(parse_args(["report", str(lines), "--table", str(table)]))
     assert "| Pendulum-v1 | 100 | -900 ± 0 (-900, -900) | - | 2, 0 | -, - | -700 / -600 (2) |" in table.read_text()
+
+
+def test_conditional_fit_trains_the_actor_on_the_latest_states_only_and_reads_both_spreads(
+    tiny, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import argparse
+
+    import conditional_fit
+    import learn
+
+    monkeypatch.setattr(learn, "TARGET_STEPS", 300)  # the target's Metropolis chains: enough to run, not to converge
+    monkeypatch.setattr(conditional_fit, "REPORT_EVERY", 10)
+    model = SOM("MlpPolicy", "Pendulum-v1", seed=0, **tiny)
+    model.learn(200)
+    draw = conditional_fit.pool_sampler(model, "40")
+    replay = model.replay_buffer.sample(64)
+    drawn = draw(replay).numpy()
+    latest = model.replay_buffer.observations[199 - np.arange(40), 0]
+    assert drawn.shape == replay.observations.shape
+    assert all((np.abs(latest - row).max(axis=1) < 1e-7).any() for row in drawn), "a state outside the pool"
+    assert conditional_fit.pool_sampler(model, "all") is None
+    for text in ["16", "-3", "half"]:
+        with pytest.raises(argparse.ArgumentTypeError, match="at least 32"):
+            conditional_fit.pool_argument(text)
+
+    before = [p.clone() for p in model.actor.velocity_net.parameters()]
+    th.manual_seed(1), np.random.seed(1)  # the replay buffer samples with numpy
+    expected_q_scale = learn.training_q_scale(model, learn.Q_SCALE_BATCHES)
+    th.manual_seed(1), np.random.seed(1)
+    row = conditional_fit.measure(model, "all", updates=30)
+    assert row["q_scale"] == pytest.approx(expected_q_scale.item(), rel=1e-6)
+    assert [point["update"] for point in row["curve"]] == [10, 20, 30]
+    assert row["curve"][-1]["spread"] == pytest.approx(row["spread"], rel=1e-6)
+    assert 0.0 < row["target_spread"] < 1.0 and 0.0 < row["spread"] < 1.0 and 0.0 < row["spread_before"] < 1.0
+    assert any(not th.equal(a, b) for a, b in zip(before, model.actor.velocity_net.parameters(), strict=True))

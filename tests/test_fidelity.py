@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch as th
-from breadth_by_dimension import trained_breadth
 
+from breadth_by_dimension import trained_breadth
 from fixed_target import energy_distance, fit_and_sample
 from reference_targets import GaussianTarget
 from sb3_som import SOM
