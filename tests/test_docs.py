@@ -121,3 +121,15 @@ def test_the_readme_verdicts_numbers_are_those_of_the_committed_files(tmp_path: 
         f"A CPU gradient step takes {step['halfcheetah']}x SAC's on HalfCheetah-v5 and {step['humanoid']}x on Humanoid-v5;"
         f" with `compile_step=True`, {compiled['halfcheetah']}x and {compiled['humanoid']}x" in readme
     )
+
+
+def test_the_conditional_fit_table_is_that_of_the_committed_lines():
+    text = (ROOT / "docs" / "benchmarks.md").read_text()
+    pools = {"32": "latest 32", "1024": "latest 1,024", "all": "whole buffer"}
+    lines = [json.loads(line) for line in (RESULTS / "conditional_fit_cpu.jsonl").read_text().splitlines()]
+    assert {(line["env"], line["pool"]) for line in lines} == {(env, pool) for env in ("Humanoid-v5", "HalfCheetah-v5")
+                                                               for pool in pools}  # fmt: skip
+    for line in lines:
+        row = (f"| {line['env']} | {pools[line['pool']]} | {line['target_spread']:.3f} | "
+               f"{line['spread_before']:.3f} / {line['spread']:.3f} |")  # fmt: skip
+        assert row in text, row
