@@ -3,9 +3,10 @@
 ``run`` trains one (algorithm, task, seed) and appends one JSON line per evaluation (deterministic return
 over ``--eval-episodes`` episodes of a separate environment, every ``--eval-every`` steps) to ``--out``, so a
 run that is stopped early keeps every evaluation it reached. ``report`` turns those lines into a
-table of returns at the largest budget every run of a task reached (a run whose evaluation lines name more than
-one commit is marked, with its segments listed; the policy's spread per action coordinate where the lines record
-it), and a PNG of the curves (mean and min-max band over seeds).
+table of returns at the largest budget every run of a task reached, or at ``--budget`` with the runs that reached it
+(a run whose evaluation lines up to the budget name more than one commit is marked, with its segments listed; the
+policy's spread per action coordinate where the lines record it), and a PNG of the curves up to the budget (mean and
+min-max band over seeds).
 
 Hyperparameters: SOM's from ``hyperparams/som.yml``; SAC's from rl-zoo3's ``hyperparams/sac.yml``, whose
 MuJoCo entries are named ``-v4`` (the ``-v5`` task takes the ``-v4`` entry; tasks without an entry take
@@ -658,14 +659,30 @@ def report(args: argparse.Namespace) -> None:
             run_ids[row["env"], row["algo"], row["seed"], row["timesteps"]] = row.get("run", "")
             if row.get("policy"):
                 spreads[row["env"], row["algo"], row["seed"], row["timesteps"]] = row["policy"]["spread"]
-    mixed = code_segments(rows)
+    # each task at one budget: --budget, with the runs that reached it, or the largest step that all its runs reached;
+    # every curve is read up to the budget
+    budgets: dict[str, int] = {}
+    for env_id, by_algo in list(curves.items()):
+        if args.budget is not None:
+            by_algo = {algo: reached for algo, seeds in by_algo.items()
+                       if (reached := {seed: points for seed, points in seeds.items() if args.budget in points})}  # fmt: skip
+        if not by_algo:
+            del curves[env_id]
+            continue
+        budget = args.budget or min(max(points) for seeds in by_algo.values() for points in seeds.values())
+        curves[env_id] = {algo: {seed: {step: value for step, value in points.items() if step <= budget}
+                                 for seed, points in seeds.items()} for algo, seeds in by_algo.items()}  # fmt: skip
+        budgets[env_id] = budget
+    if not curves:
+        raise SystemExit(f"no run in {', '.join(args.files)} has an evaluation at step {args.budget}")
+    mixed = code_segments([row for row in rows if row.get("timesteps", 0) <= budgets.get(row.get("env", ""), -1)])
     lines = [
         f"| task | budget (steps) | SOM | SAC | seeds (SOM, SAC) | policy spread (SOM, SAC) "
         f"| SOM one-step / Best-of-{ACTING_BEST_OF} |",
         "|---|---|---|---|---|---|---|",
     ]
     for env_id, by_algo in curves.items():
-        budget = min(max(points) for seeds in by_algo.values() for points in seeds.values())
+        budget = budgets[env_id]
         cells, spread_cells = [], []
         for algo in ("som", "sac"):
             at_budget = [(seed, points[budget]) for seed, points in sorted(by_algo.get(algo, {}).items()) if budget in points]
@@ -782,6 +799,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     summary.add_argument("--table")
     summary.add_argument("--png")
     summary.add_argument("--worst-after", type=int, help="also give each run's lowest evaluation after this step")
+    summary.add_argument(
+        "--budget",
+        type=int,
+        help="compare each task at this step, with the runs that reached it (default: the largest "
+        "step every run of the task reached)",
+    )
     diagnosis = commands.add_parser("diagnose", help="the policy at checkpoints: spread, face share, Best-of-N gap")
     diagnosis.add_argument("checkpoints", nargs="+", help="checkpoint directories (CHECKPOINT_DIR/step_N)")
     diagnosis.add_argument("--out", required=True, help="JSON-lines file the lines are appended to")

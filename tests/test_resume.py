@@ -233,6 +233,32 @@ def test_report_marks_a_curve_whose_segments_ran_on_different_code(
     assert learn.code_segments(unrecorded) == {}
 
 
+def test_report_at_a_budget_takes_the_runs_that_reached_it_up_to_it(
+    learn: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    def line(algo: str, seed: int, step: int, value: float, commit: str = "aaaaaaa") -> dict:
+        return {"algo": algo, "env": "Hopper-v5", "seed": seed, "timesteps": step, "mean_return": value, "commit": commit}
+
+    # SOM seed 0 and SAC seed 0 carried to step 3000 (SOM's last segment on other code), seed 1 of each to 1000
+    rows = [line("som", 0, 1000, 10.0), line("som", 0, 2000, 20.0), line("som", 0, 3000, 30.0, "bbbbbbb"),
+            line("som", 1, 1000, 11.0), line("sac", 0, 1000, 5.0), line("sac", 0, 3000, 50.0),
+            line("sac", 1, 1000, 7.0)]  # fmt: skip
+    out = tmp_path / "runs.jsonl"
+    out.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    learn.report(learn.parse_args(["report", str(out)]))
+    printed = capsys.readouterr().out
+    # the default budget: the largest step every run reached, where the later segment on other code does not count
+    assert "| Hopper-v5 | 1000 | 10 ± 0 (10, 11) | 6 ± 1 (5, 7) | 2, 2 |" in printed
+    assert "Marked *" not in printed
+    assert "| Hopper-v5 | SAC | 6 ± 1 (5, 7) |" in printed  # the area over step 1000 alone
+    learn.report(learn.parse_args(["report", str(out), "--budget", "3000"]))
+    printed = capsys.readouterr().out
+    assert "| Hopper-v5 | 3000 | 30 ± 0 (30*) | 50 ± 0 (50) | 1, 1 |" in printed
+    assert "| Hopper-v5 | SAC | 28 ± 0 (28) |" in printed  # over steps 1000 and 3000, which both runs evaluated
+    with pytest.raises(SystemExit, match=r"no run in .* has an evaluation at step 2500"):
+        learn.report(learn.parse_args(["report", str(out), "--budget", "2500"]))
+
+
 def test_a_sac_run_given_policy_kwargs_resumes_with_the_same_command(learn: ModuleType, tmp_path: Path):
     # SAC writes use_sde into the policy_kwargs dict it gets; the runner compares the command's --hyperparams
     command = ["run", "--algo", "sac", "--env", "Pendulum-v1", "--seed", "0", "--timesteps", "200", "--eval-every", "100",
