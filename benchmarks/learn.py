@@ -6,7 +6,8 @@ run that is stopped early keeps every evaluation it reached. ``report`` turns th
 table of returns at the largest budget every run of a task reached, or at ``--budget`` with the runs that reached it
 (a run whose evaluation lines up to the budget name more than one commit is marked, with its segments listed; the
 policy's spread per action coordinate where the lines record it), and a PNG of the curves up to the budget (mean and
-min-max band over seeds).
+min-max band over seeds). ``--over-training ENV`` adds a table of that task's policies at each evaluation (spread,
+the critic's Best-of-64 gap, SOM's Q scale and effective sample size).
 
 Hyperparameters: SOM's from ``hyperparams/som.yml``; SAC's from rl-zoo3's ``hyperparams/sac.yml``, whose
 MuJoCo entries are named ``-v4`` (the ``-v5`` task takes the ``-v4`` entry; tasks without an entry take
@@ -613,6 +614,41 @@ def curve_summary(curves: dict[str, dict[str, dict[int, dict[int, float]]]], wor
     return "\n".join(lines) + "\n"
 
 
+def over_training(
+    curves: dict[str, dict[str, dict[int, dict[int, float]]]],
+    policies: dict[tuple[str, str, int, int], dict[str, float]],
+    env_id: str,
+) -> str:
+    """A table of one task's policies over training, per evaluation step up to the budget: the spread per action
+    coordinate and the critic's Best-of-64 gap (SOM and SAC), and SOM's Q scale and effective sample size, each the
+    mean over the seeds whose lines record it (how many)."""
+    if env_id not in curves:
+        raise SystemExit(f"--over-training {env_id}: no run of that task in the files")
+    by_algo = curves[env_id]
+    steps = sorted({step for seeds in by_algo.values() for points in seeds.values() for step in points})
+
+    def cell(algo: str, step: int, name: str, digits: int) -> str:
+        seeds = by_algo.get(algo, {})
+        values = [entry[name] for seed in seeds if name in (entry := policies.get((env_id, algo, seed, step), {}))]
+        return f"{np.mean(values):.{digits}f} ({len(values)})" if values else "-"
+
+    lines = [
+        "",
+        f"{env_id} over training, at the latest {DIAGNOSTIC_STATES} states of the replay buffer at each evaluation:",
+        "",
+        f"| steps | spread, SOM | spread, SAC | Best-of-{DIAGNOSTIC_BEST_OF} gap, SOM | Best-of-{DIAGNOSTIC_BEST_OF} gap, SAC "
+        "| Q scale, SOM | effective samples of the score estimate, SOM |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for step in steps:
+        cells = [cell("som", step, "spread", 2), cell("sac", step, "spread", 2), cell("som", step, "best_of_n_gap", 2),
+                 cell("sac", step, "best_of_n_gap", 2), cell("som", step, "q_scale", 2),
+                 cell("som", step, "effective_sample_size", 1)]  # fmt: skip
+        if any(text != "-" for text in cells):
+            lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def code_segments(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str, int], list[tuple[int, int, str]]]:
     """Per (task, algorithm, seed) whose evaluation lines name more than one commit: its segments on one commit each,
     as (first step, last step, commit) in step order."""
@@ -639,7 +675,8 @@ def report(args: argparse.Namespace) -> None:
         with open(path) as file:
             rows += [json.loads(line) for line in file if line.strip()]
     curves: dict[str, dict[str, dict[int, dict[int, float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
-    spreads: dict[tuple[str, str, int, int], float] = {}  # (task, algorithm, seed, steps): the policy's spread
+    # (task, algorithm, seed, steps): the policy at the latest states (``policy``) and the latest training logs
+    policies: dict[tuple[str, str, int, int], dict[str, float]] = {}
     final_runs: dict[tuple[str, int, int], dict[str, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))
     acting: dict[tuple[str, int], dict[str, float]] = {}  # (run, steps): SOM's returns by acting rule
     run_ids: dict[tuple[str, str, int, int], str] = {}  # (task, algorithm, seed, steps): the run's id
@@ -658,7 +695,7 @@ def report(args: argparse.Namespace) -> None:
             curves[row["env"]][row["algo"]][row["seed"]][row["timesteps"]] = row["mean_return"]
             run_ids[row["env"], row["algo"], row["seed"], row["timesteps"]] = row.get("run", "")
             if row.get("policy"):
-                spreads[row["env"], row["algo"], row["seed"], row["timesteps"]] = row["policy"]["spread"]
+                policies[row["env"], row["algo"], row["seed"], row["timesteps"]] = {**row.get("train", {}), **row["policy"]}
     # each task at one budget: --budget, with the runs that reached it, or the largest step that all its runs reached;
     # every curve is read up to the budget
     budgets: dict[str, int] = {}
@@ -689,7 +726,7 @@ def report(args: argparse.Namespace) -> None:
             finals = [value for _, value in at_budget]
             per_seed = ", ".join(f"{value:.0f}" + ("*" if (env_id, algo, seed) in mixed else "") for seed, value in at_budget)
             cells.append(f"{np.mean(finals):.0f} ± {np.std(finals):.0f} ({per_seed})" if finals else "-")
-            spread = [spreads[key] for seed, _ in at_budget if (key := (env_id, algo, seed, budget)) in spreads]
+            spread = [policies[key]["spread"] for seed, _ in at_budget if (key := (env_id, algo, seed, budget)) in policies]
             spread_cells.append(f"{np.mean(spread):.2f} ({len(spread)})" if spread else "-")
         seeds = ", ".join(str(len(by_algo.get(algo, {}))) for algo in ("som", "sac"))
         som_runs = [run_ids.get((env_id, "som", seed, budget)) for seed in sorted(by_algo.get("som", {}))]
@@ -714,6 +751,8 @@ def report(args: argparse.Namespace) -> None:
             spans = ", ".join(f"{commit} (evaluations at steps {first}-{last})" for first, last, commit in segments)
             table += f"- {env_id}, {algo.upper()} seed {seed}: {spans}\n"
     table += curve_summary(curves, args.worst_after)
+    for env_id in args.over_training:
+        table += over_training(curves, policies, env_id)
     if final_runs:
         lines = ["| task | steps | episodes | SOM | SAC |", "|---|---|---|---|---|"]
         for (env_id, steps, episodes), by_algo in sorted(final_runs.items()):
@@ -799,6 +838,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     summary.add_argument("--table")
     summary.add_argument("--png")
     summary.add_argument("--worst-after", type=int, help="also give each run's lowest evaluation after this step")
+    summary.add_argument(
+        "--over-training",
+        nargs="+",
+        default=[],
+        metavar="ENV",
+        help="also tabulate these tasks' policies per evaluation (spread, Best-of-N gap, Q scale, effective samples)",
+    )
     summary.add_argument(
         "--budget",
         type=int,

@@ -257,6 +257,18 @@ def test_report_at_a_budget_takes_the_runs_that_reached_it_up_to_it(
     assert "| Hopper-v5 | SAC | 28 ± 0 (28) |" in printed  # over steps 1000 and 3000, which both runs evaluated
     with pytest.raises(SystemExit, match=r"no run in .* has an evaluation at step 2500"):
         learn.report(learn.parse_args(["report", str(out), "--budget", "2500"]))
+    # the policy over training: per step, the mean over the seeds whose lines record it
+    policy = {"spread": 0.3, "face_share": 0.0, "best_of_n_gap": 1.0}
+    rows[0] |= {"policy": policy, "train": {"q_scale": 2.0, "effective_sample_size": 6.0}}
+    rows[3] |= {"policy": dict(policy, spread=0.5), "train": {"q_scale": 4.0, "effective_sample_size": 8.0}}
+    rows[4] |= {"policy": dict(policy, spread=0.1)}
+    out.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    learn.report(learn.parse_args(["report", str(out), "--over-training", "Hopper-v5"]))
+    printed = capsys.readouterr().out
+    assert "| 1000 | 0.40 (2) | 0.10 (1) | 1.00 (2) | 1.00 (1) | 3.00 (2) | 7.0 (2) |" in printed
+    assert "| 1000 | 0.40 (2) | 0.10 (2)" not in printed and "\n| 3000 |" not in printed  # past the budget
+    with pytest.raises(SystemExit, match="--over-training Ant-v5: no run of that task"):
+        learn.report(learn.parse_args(["report", str(out), "--over-training", "Ant-v5"]))
 
 
 def test_a_sac_run_given_policy_kwargs_resumes_with_the_same_command(learn: ModuleType, tmp_path: Path):
