@@ -16,6 +16,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "benchmarks" / "README.md"]
 # the raw lines behind the MuJoCo table of README.md and docs/benchmarks.md (section 1 has the command)
 MUJOCO_LINES = ["learn_mujoco_cpu.jsonl", "learn_mujoco_sac_cpu.jsonl", "acting_at_100k_cpu.jsonl"]
+# the tasks whose policies over training the report tabulates there (--over-training)
+MUJOCO_OVER_TRAINING = ["Humanoid-v5"]
 
 
 def result_files_named(text: str) -> set[str]:
@@ -42,15 +44,29 @@ def test_relative_links_resolve_and_no_placeholder_is_left(doc: Path):
     assert not re.search(r"\b[A-Z]+_(?:TABLE|VERDICT|TEXT)\b", text), f"{doc.name} holds a placeholder"
 
 
-def report_rows(tmp_path: Path) -> set[str]:
-    """The rows of the table that ``benchmarks/learn.py report`` prints from the committed MuJoCo lines."""
+def mujoco_report(tmp_path: Path) -> str:
+    """What ``benchmarks/learn.py report`` writes from the committed MuJoCo lines, with the options of
+    docs/benchmarks.md's command."""
     spec = importlib.util.spec_from_file_location("learn", ROOT / "benchmarks" / "learn.py")
     assert spec is not None and spec.loader is not None
     learn = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(learn)
     table = tmp_path / "table.md"
-    learn.report(learn.parse_args(["report", *(str(RESULTS / name) for name in MUJOCO_LINES), "--table", str(table)]))
-    return {line for line in table.read_text().splitlines() if line.startswith("| ")}
+    files = [str(RESULTS / name) for name in MUJOCO_LINES]
+    learn.report(learn.parse_args(["report", *files, "--over-training", *MUJOCO_OVER_TRAINING, "--table", str(table)]))
+    return table.read_text()
+
+
+def report_rows(tmp_path: Path) -> set[str]:
+    """The rows of the tables that ``benchmarks/learn.py report`` prints from the committed MuJoCo lines."""
+    return {line for line in mujoco_report(tmp_path).splitlines() if line.startswith("| ")}
+
+
+def test_the_benchmarks_doc_holds_the_whole_report(tmp_path: Path):
+    text = (ROOT / "docs" / "benchmarks.md").read_text()
+    block = re.search(r"<!-- mujoco table: [^\n]*-->\n(.*?)<!-- end -->", text, re.DOTALL)
+    assert block is not None, "docs/benchmarks.md has no MuJoCo report block"
+    assert block.group(1).strip() == mujoco_report(tmp_path).strip()
 
 
 @pytest.mark.parametrize("doc", [ROOT / "README.md", ROOT / "docs" / "benchmarks.md"], ids=lambda path: path.name)
