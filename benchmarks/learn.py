@@ -712,7 +712,8 @@ def report(args: argparse.Namespace) -> None:
         budgets[env_id] = budget
     if not curves:
         raise SystemExit(f"no run in {', '.join(args.files)} has an evaluation at step {args.budget}")
-    mixed = code_segments([row for row in rows if row.get("timesteps", 0) <= budgets.get(row.get("env", ""), -1)])
+    compared = [row for row in rows if row.get("seed") in curves.get(row.get("env", ""), {}).get(row.get("algo", ""), {})]
+    mixed = code_segments([row for row in compared if row["timesteps"] <= budgets[row["env"]]])
     lines = [
         f"| task | budget (steps) | SOM | SAC | seeds (SOM, SAC) | policy spread (SOM, SAC) "
         f"| SOM one-step / Best-of-{ACTING_BEST_OF} |",

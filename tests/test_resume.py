@@ -257,6 +257,12 @@ def test_report_at_a_budget_takes_the_runs_that_reached_it_up_to_it(
     assert "| Hopper-v5 | SAC | 28 ± 0 (28) |" in printed  # over steps 1000 and 3000, which both runs evaluated
     with pytest.raises(SystemExit, match=r"no run in .* has an evaluation at step 2500"):
         learn.report(learn.parse_args(["report", str(out), "--budget", "2500"]))
+    # a run that stops short of the budget is not marked, whatever code its segments ran on
+    short = [line("sac", 2, 1000, 6.0), line("sac", 2, 2000, 8.0, "ccccccc")]
+    out.write_text("\n".join(json.dumps(row) for row in rows + short) + "\n")
+    learn.report(learn.parse_args(["report", str(out), "--budget", "3000"]))
+    printed = capsys.readouterr().out
+    assert "- Hopper-v5, SOM seed 0: aaaaaaa" in printed and "SAC seed 2" not in printed
     # the policy over training: per step, the mean over the seeds whose lines record it
     policy = {"spread": 0.3, "face_share": 0.0, "best_of_n_gap": 1.0}
     rows[0] |= {"policy": policy, "train": {"q_scale": 2.0, "effective_sample_size": 6.0}}
