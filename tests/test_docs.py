@@ -18,6 +18,8 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "bench
 MUJOCO_LINES = ["learn_mujoco_cpu.jsonl", "learn_mujoco_sac_cpu.jsonl", "acting_at_100k_cpu.jsonl"]
 # the tasks whose policies over training the report tabulates there (--over-training)
 MUJOCO_OVER_TRAINING = ["Humanoid-v5"]
+# the longer budgets docs/benchmarks.md compares at (--budget), each in a block of its own
+MUJOCO_BUDGETS = [300_000]
 
 
 def result_files_named(text: str) -> set[str]:
@@ -44,22 +46,25 @@ def test_relative_links_resolve_and_no_placeholder_is_left(doc: Path):
     assert not re.search(r"\b[A-Z]+_(?:TABLE|VERDICT|TEXT)\b", text), f"{doc.name} holds a placeholder"
 
 
-def mujoco_report(tmp_path: Path) -> str:
+def mujoco_report(tmp_path: Path, budget: int | None = None) -> str:
     """What ``benchmarks/learn.py report`` writes from the committed MuJoCo lines, with the options of
-    docs/benchmarks.md's command."""
+    docs/benchmarks.md's command, or at ``budget`` steps (``--budget``) without the table over training."""
     spec = importlib.util.spec_from_file_location("learn", ROOT / "benchmarks" / "learn.py")
     assert spec is not None and spec.loader is not None
     learn = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(learn)
     table = tmp_path / "table.md"
     files = [str(RESULTS / name) for name in MUJOCO_LINES]
-    learn.report(learn.parse_args(["report", *files, "--over-training", *MUJOCO_OVER_TRAINING, "--table", str(table)]))
+    options = ["--over-training", *MUJOCO_OVER_TRAINING] if budget is None else ["--budget", str(budget)]
+    learn.report(learn.parse_args(["report", *files, *options, "--table", str(table)]))
     return table.read_text()
 
 
 def report_rows(tmp_path: Path) -> set[str]:
-    """The rows of the tables that ``benchmarks/learn.py report`` prints from the committed MuJoCo lines."""
-    return {line for line in mujoco_report(tmp_path).splitlines() if line.startswith("| ")}
+    """The rows of the tables that ``benchmarks/learn.py report`` prints from the committed MuJoCo lines, at the
+    default budget and at each of ``MUJOCO_BUDGETS``."""
+    reports = [mujoco_report(tmp_path), *(mujoco_report(tmp_path, budget) for budget in MUJOCO_BUDGETS)]
+    return {line for text in reports for line in text.splitlines() if line.startswith("| ")}
 
 
 def test_the_benchmarks_doc_holds_the_whole_report(tmp_path: Path):
@@ -67,6 +72,10 @@ def test_the_benchmarks_doc_holds_the_whole_report(tmp_path: Path):
     block = re.search(r"<!-- mujoco table: [^\n]*-->\n(.*?)<!-- end -->", text, re.DOTALL)
     assert block is not None, "docs/benchmarks.md has no MuJoCo report block"
     assert block.group(1).strip() == mujoco_report(tmp_path).strip()
+    for budget in MUJOCO_BUDGETS:
+        block = re.search(rf"<!-- mujoco table at {budget} steps: [^\n]*-->\n(.*?)<!-- end -->", text, re.DOTALL)
+        assert block is not None, f"docs/benchmarks.md has no MuJoCo report block at {budget} steps"
+        assert block.group(1).strip() == mujoco_report(tmp_path, budget).strip()
 
 
 @pytest.mark.parametrize("doc", [ROOT / "README.md", ROOT / "docs" / "benchmarks.md"], ids=lambda path: path.name)
