@@ -343,12 +343,12 @@ def policy_diagnostics(model: OffPolicyAlgorithm) -> dict[str, float]:
     }
 
 
-def boltzmann_spread(log_density: Callable[[th.Tensor], th.Tensor], start: th.Tensor, steps: int) -> th.Tensor:
-    """Standard deviation per coordinate of the density ``exp(log_density)`` on the box ``[-1, 1]^d``, per state.
+def boltzmann_samples(log_density: Callable[[th.Tensor], th.Tensor], start: th.Tensor, steps: int) -> th.Tensor:
+    """Samples of the density ``exp(log_density)`` on the box ``[-1, 1]^d``, per state: (S, n, d).
 
     Random-walk Metropolis: ``start`` (S, C, d) holds C chains per state inside the box, ``log_density`` maps actions
     (S, C, d) to (S, C); moves out of the box are rejected. During the first third of the ``steps`` each state's
-    step size is tuned toward a quarter of the moves accepted; every fourth point of the rest counts. Returns (S, d).
+    step size is tuned toward a quarter of the moves accepted; every fourth point of the rest is a sample.
     """
     chains = start.clone()
     log_p = log_density(chains)
@@ -365,8 +365,7 @@ def boltzmann_spread(log_density: Callable[[th.Tensor], th.Tensor], start: th.Te
             step = step * th.exp(0.05 * (accept.float().mean(dim=1) - 0.25)).view(-1, 1, 1)
         elif index % 4 == 0:
             kept.append(chains)
-    points = th.cat(kept, dim=1)  # (S, C * kept, d)
-    return points.std(dim=1)
+    return th.cat(kept, dim=1)  # (S, C * kept, d)
 
 
 @th.no_grad()
@@ -386,11 +385,10 @@ def training_q_scale(model: SOM, batches: int, states: Callable[[ReplayBufferSam
     return th.stack(scales).mean()
 
 
-def target_spread(model: SOM, q_scale: th.Tensor | None = None) -> float:
-    """The spread of SOM's target ``exp(alpha Q / q_scale)`` at the latest ``DIAGNOSTIC_STATES`` states of the replay
-    buffer, comparable to :func:`policy_diagnostics`' ``spread``: the standard deviation per coordinate in the box,
-    averaged over states and coordinates. Q is the target critic's first network and the Q scale ``q_scale`` (None:
-    :func:`training_q_scale`, as in the actor's update); :func:`boltzmann_spread` samples the target, its chains
+def target_samples(model: SOM, q_scale: th.Tensor | None = None) -> th.Tensor:
+    """Samples of SOM's target ``exp(alpha Q / q_scale)`` at the latest ``DIAGNOSTIC_STATES`` states of the replay
+    buffer, in the box: (S, n, d). Q is the target critic's first network and the Q scale ``q_scale`` (None:
+    :func:`training_q_scale`, as in the actor's update); :func:`boltzmann_samples` samples the target, its chains
     started at the policy's stochastic actions. Training's random streams are left as they were."""
     observations = latest_observations(model)
     numpy_state = np.random.get_state()
@@ -401,11 +399,18 @@ def target_spread(model: SOM, q_scale: th.Tensor | None = None) -> float:
         critic = model.critic_target
         features = critic.extract_features(model.policy.obs_to_tensor(observations)[0], critic.features_extractor)
         start = th.as_tensor(sampled_actions(model, observations, TARGET_CHAINS), dtype=th.float32, device=model.device)
-        spread = boltzmann_spread(
+        samples = boltzmann_samples(
             lambda actions: beta * q_at_states(critic, features, actions, "first"), start.clamp(-0.999, 0.999), TARGET_STEPS
         )
     np.random.set_state(numpy_state)
-    return spread.mean().item()
+    return samples
+
+
+def target_spread(model: SOM, q_scale: th.Tensor | None = None) -> float:
+    """The spread of SOM's target at the latest ``DIAGNOSTIC_STATES`` states (:func:`target_samples`), comparable to
+    :func:`policy_diagnostics`' ``spread``: the standard deviation per coordinate in the box, averaged over states and
+    coordinates."""
+    return target_samples(model, q_scale).std(dim=1).mean().item()
 
 
 def acting_returns(model: SOM, env_id: str, episodes: int) -> dict[str, float]:

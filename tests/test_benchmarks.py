@@ -78,8 +78,8 @@ def test_policy_diagnostics_measure_the_latest_states_and_leave_training_random_
     assert 0.0 < row["spread"] < 1.0 and np.isfinite(row["best_of_n_gap"])
 
 
-def test_boltzmann_spread_samples_densities_inside_the_box_and_cut_by_it() -> None:
-    from learn import boltzmann_spread
+def test_boltzmann_samples_sample_densities_inside_the_box_and_cut_by_them() -> None:
+    from learn import boltzmann_samples
 
     # per coordinate a Gaussian: narrow inside the box, and broad enough that the box cuts it (its spread by quadrature)
     centre, width = th.tensor([0.3, -0.2, 0.0]), th.tensor([0.05, 0.2, 0.8])
@@ -91,9 +91,11 @@ def test_boltzmann_spread_samples_densities_inside_the_box_and_cut_by_it() -> No
     assert expected[2] < 0.7 * 0.8  # the box cuts the broad coordinate
     th.manual_seed(0)
     start = 0.99 * (2 * th.rand(4, 8, 3) - 1)  # 4 states, 8 chains each, started anywhere in the box
-    spread = boltzmann_spread(lambda actions: -0.5 * ((actions - centre) / width).square().sum(-1), start, 3000)
-    assert spread.shape == (4, 3)
+    samples = boltzmann_samples(lambda actions: -0.5 * ((actions - centre) / width).square().sum(-1), start, 3000)
+    assert samples.shape[0] == 4 and samples.shape[2] == 3 and samples.abs().max() <= 1
+    spread = samples.std(dim=1)
     th.testing.assert_close(spread.mean(0), th.as_tensor(expected, dtype=th.float32), rtol=0.06, atol=0.0)
+    th.testing.assert_close(samples.mean(dim=1).mean(0), th.as_tensor(mean, dtype=th.float32), rtol=0.0, atol=0.03)
 
 
 @pytest.mark.parametrize("shape", ["gaussian", "laplace"])
@@ -177,3 +179,27 @@ def test_conditional_fit_trains_the_actor_on_the_latest_states_only_and_reads_bo
     assert row["curve"][-1]["spread"] == pytest.approx(row["spread"], rel=1e-6)
     assert 0.0 < row["target_spread"] < 1.0 and 0.0 < row["spread"] < 1.0 and 0.0 < row["spread_before"] < 1.0
     assert any(not th.equal(a, b) for a, b in zip(before, model.actor.velocity_net.parameters(), strict=True))
+
+
+def test_target_location_reads_the_posterior_mean_back_from_the_score_and_measures_every_time(tiny, monkeypatch) -> None:
+    import target_location
+
+    import learn
+    from sb3_som.objective import PATH
+    from sb3_som.score import score_from_posterior_mean
+
+    th.manual_seed(0)
+    a_t, t, mean = th.randn(5, 3), th.rand(5, 1) * 0.98 + 0.01, 2 * th.rand(5, 3) - 1
+    score = score_from_posterior_mean(PATH, a_t, t, mean)
+    th.testing.assert_close(target_location.posterior_mean(PATH, a_t, t, score), mean, rtol=0.0, atol=1e-4)
+
+    monkeypatch.setattr(learn, "TARGET_STEPS", 300)  # the target's Metropolis chains: enough to run, not to converge
+    model = SOM("MlpPolicy", "Pendulum-v1", seed=0, **tiny)
+    model.learn(200)
+    row = target_location.measure(model, reference_samples=32)
+    assert 0.0 < row["policy_spread"] < 1.0 and 0.0 < row["target_spread"] < 1.0
+    assert 0.0 <= row["target_face_share"] <= 1.0 and 0.0 <= row["mean_offset"] <= 2.0
+    assert set(row["q_gain"]) == {"first", "min"}
+    times = [(e["n_score_samples"], e["t"]) for e in row["estimate"]]
+    assert times == [(k, time) for k in (model.n_score_samples, 32) for time in target_location.TIMES]
+    assert all(1.0 <= e["effective_sample_size"] <= e["n_score_samples"] for e in row["estimate"])
