@@ -6,12 +6,14 @@ A one-step bandit with a constant observation and actions in ``[-1, 1]^d`` earns
 policy samples 2000 stochastic actions. Since the critic of a one-step task is the reward itself, the target
 ``exp(alpha Q / q_scale)`` is a product of Gaussians ``N(optimum, width q_scale / (2 alpha))`` per coordinate
 truncated to the box; the table compares the policy's standard deviation per coordinate and its share of
-coordinates beyond 0.98 with that target's at the run's final ``q_scale``.
+coordinates beyond 0.98 with that target's at the run's final ``q_scale``. ``share_past_face``: the share of
+coordinates of the one-step map's output ``e - u(e, 0, 1)`` beyond the box (N fresh noise draws), which the policy's
+clip puts on the face.
 
 Two cases: the optimum 0.15 inside two faces in 2-D (does the policy pile its actions on the faces?), and a narrow
 optimum inside the box in 17-D (Humanoid's action dimension: is the policy as narrow as its target?):
 
-    python benchmarks/quadratic_bandit.py --dim 2 --optimum 0.85 --seeds 0 1 2 > benchmarks/results/face_bandit.md
+    python benchmarks/quadratic_bandit.py --dim 2 --optimum 0.85 --seeds 0 1 2 3 4 5 > benchmarks/results/face_bandit.md
     python benchmarks/quadratic_bandit.py --dim 17 --optimum 0.3 --seeds 0 1 2 > benchmarks/results/quadratic_bandit_17d.md
 """
 
@@ -70,11 +72,16 @@ def run(job: tuple[int, int, int, float]) -> dict[str, Any]:
     q_scale = float(model.logger.name_to_value["train/q_scale"])
     target_std, target_share = target_coordinate(optimum, model.target_alpha / q_scale)
     std = float(actions.std(0).mean())
+    with th.no_grad():
+        noise = th.randn(N, dim, generator=th.Generator().manual_seed(seed))
+        features = model.actor.extract_features(th.zeros(N, 1), model.actor.features_extractor)
+        unclipped = noise - model.actor.one_step_velocity(features, noise)
     return dict(
         seed=seed,
         std_over_target=std / target_std,
         share_beyond_098=float((np.abs(actions) > FACE).mean()),
         target_share_beyond_098=target_share,
+        share_past_face=float((unclipped.abs() > 1.0).float().mean()),
         std=std,
         target_std=target_std,
         mean_action=float(actions.mean()),
@@ -95,7 +102,8 @@ def main() -> None:
         results = pool.map(run, jobs)
     print(f"# Quadratic bandit, d = {args.dim}, optimum {args.optimum} per coordinate, SOM defaults, {args.timesteps} "
           f"steps, {N} stochastic actions\n")  # fmt: skip
-    columns = ("seed", "std_over_target", "share_beyond_098", "target_share_beyond_098", "std", "target_std", "q_scale")
+    columns = ("seed", "std_over_target", "share_beyond_098", "target_share_beyond_098", "share_past_face", "std",
+               "target_std", "q_scale")  # fmt: skip
     print_results(columns, results)
 
 

@@ -47,15 +47,15 @@ def test_one_step_covers_the_modes_of_a_mixture_with_mass_on_the_heavier_ones():
     assert energy_distance(one, many) < 0.01  # one step samples what 20 steps sample
 
 
-def test_in_the_loop_one_step_reward_is_within_ten_percent_of_the_twenty_step_sampler():
+def test_in_the_loop_one_step_reward_is_within_ten_percent_of_the_twenty_step_sampler_on_six_modes():
     env = MultiGoalBandit()
-    # alpha 3 keeps several modes in the target; the other settings are SOM's defaults (benchmarks/bandit_fidelity.py
-    # measures the same comparison over seeds)
+    # alpha 0.5: the target holds all six modes (at alpha 3, often one at the learned critic); the other settings are
+    # SOM's defaults (benchmarks/bandit_fidelity.py measures the same comparison over seeds)
     model = SOM(
         "MlpMeanFlowPolicy",
         env,
         learning_starts=200,
-        alpha=3.0,
+        alpha=0.5,
         policy_kwargs=dict(net_arch=[128, 128]),
         seed=0,
     )
@@ -69,7 +69,8 @@ def test_in_the_loop_one_step_reward_is_within_ten_percent_of_the_twenty_step_sa
     assert reward_many > 0.05  # the flow learned something
     assert abs(reward_one - reward_many) <= 0.1 * reward_many
     modes = env.mixture.nearest_mode(th.as_tensor(one))
-    assert len(np.unique(modes[modes >= 0].numpy())) > 1  # more than one mode covered
+    counts = th.stack([(modes == i).sum() for i in range(6)])
+    assert (counts >= 0.05 * N).sum() == 6  # every mode of the target holds at least 5% of the one-step samples
 
 
 def test_two_moons_distance_matches_a_dense_arc_and_its_arcs_earn_the_top_reward():

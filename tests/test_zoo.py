@@ -140,7 +140,7 @@ def bandit_logs(tmp_path_factory) -> Path:
         "--eval-freq", "100", "--eval-episodes", "5", *TINY, cwd=folder)  # fmt: skip
     run = folder / "som" / "MultiGoalBandit-v0_1"
     assert (run / "MultiGoalBandit-v0.zip").exists() and (run / "evaluations.npz").exists()
-    assert saved_config(run / "MultiGoalBandit-v0")["alpha"] == 3.0  # som.yml's bandit entry
+    assert saved_config(run / "MultiGoalBandit-v0")["alpha"] == 0.5  # som.yml's bandit entry
     return folder
 
 
