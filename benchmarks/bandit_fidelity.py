@@ -57,8 +57,7 @@ def run(job: tuple[int, int, float]) -> dict[str, Any]:
             result[f"modes_{steps}"] = int((counts >= 0.05 * N).sum())
     result["gap"] = abs(result["reward_1"] - result["reward_20"]) / result["reward_20"]
     one_step_shares = mode_shares(env, samples[1], th.full((N,), 1.0 / N))
-    axis = th.linspace(-1.0, 1.0, GRID)
-    grid = th.stack(th.meshgrid(axis, axis, indexing="ij"), dim=-1).reshape(-1, 2)
+    grid = box_grid()
     result["q_scale"] = float(model.logger.name_to_value["train/q_scale"])
     inverse_temperature = model.target_alpha / result["q_scale"]
     with th.no_grad():
@@ -70,6 +69,12 @@ def run(job: tuple[int, int, float]) -> dict[str, Any]:
         if name == "critic":
             result["share_distance"] = float(0.5 * (one_step_shares - shares).abs().sum())
     return result
+
+
+def box_grid() -> th.Tensor:
+    """The quadrature grid of the action box [-1, 1]^2: ``GRID`` points per axis, (GRID^2, 2)."""
+    axis = th.linspace(-1.0, 1.0, GRID)
+    return th.stack(th.meshgrid(axis, axis, indexing="ij"), dim=-1).reshape(-1, 2)
 
 
 def mode_shares(env: MultiGoalBandit, actions: th.Tensor, weights: th.Tensor) -> th.Tensor:

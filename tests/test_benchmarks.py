@@ -7,10 +7,12 @@ import pytest
 import torch as th
 
 from action_distribution import count_modes, summary
+from bandit_fidelity import box_grid, mode_shares
 from breadth_by_dimension import fixed_target, target_std
 from multigoal import goal_directions
 from quadratic_bandit import target_coordinate
 from sb3_som import SOM
+from sb3_som.envs import MultiGoalBandit
 
 
 @pytest.mark.parametrize(
@@ -48,6 +50,19 @@ def test_quadratic_bandit_target_by_quadrature_against_closed_forms() -> None:
     # a sharp one well inside the box is a Gaussian of variance WIDTH / (2 c), nothing of it on a face
     std, share = target_coordinate(0.3, 8.0)
     assert std == pytest.approx((0.08 / 16) ** 0.5, rel=1e-3) and share < 1e-12
+
+
+@pytest.mark.parametrize(("alpha", "modes"), [(0.5, 6), (3.0, 3)])
+def test_the_six_bump_bandits_target_at_the_reward_holds_all_six_modes_at_alpha_half(alpha: float, modes: int) -> None:
+    # exp(alpha Q / q_scale) with Q the reward and q_scale its spread over the box (what SOM measures with an exact
+    # critic): at alpha 0.5 every mode holds at least 5% of the target (hyperparams/som.yml's bandit entry), at alpha 3
+    # only the three heavy ones do; the heavy modes hold more than the light ones at both
+    env = MultiGoalBandit()
+    grid = box_grid()
+    reward = th.as_tensor(env.reward(grid.numpy()))
+    shares = mode_shares(env, grid, th.softmax(alpha * reward / reward.std(), dim=0))
+    assert int((shares[:6] >= 0.05).sum()) == modes
+    assert shares[0:6:2].sum() > 1.5 * shares[1:6:2].sum()
 
 
 def test_goal_directions_split_the_weight_by_the_quarter_plane_around_each_goal_axis() -> None:
