@@ -16,8 +16,7 @@ two stages, so that the weights do not collapse when the target is narrow or the
    Gaussian ``N(a_t / m_t, sigma_t^2 I)`` truncated to the box, with the critic's gradient at each;
 2. per state and action dimension, a Gaussian fitted to the posterior: the log target's curvature and slope from a
    least-squares line through the first stage's gradients (curvature clipped at 0), times the Gaussian factor;
-   the remaining proposals are drawn from it, truncated to the box. Its mean is not held inside the box: where the
-   critic's slope is steep toward a face, the truncated fit is the exponential on that face that the posterior is.
+   the remaining proposals are drawn from it, truncated to the box.
 
 Every proposal, the anchor included, is weighed as a draw of the balance of the two proposal densities
 (``w ∝ exp(beta Q) N(a_0; a_t / m_t, sigma_t^2) / q_mix``, self-normalised), so the estimate is consistent whatever
@@ -50,12 +49,6 @@ ANCHOR_STEP_SCALE = 4.0
 QFunction = Callable[[th.Tensor, th.Tensor], th.Tensor]
 
 HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
-SQRT_TWO_OVER_PI = math.sqrt(2 / math.pi)
-# below this log probability exp() leaves float64's normal range, and the truncated normal's quantile starts from the
-# tail's asymptote, which one Newton step on the log-CDF brings to float64 precision (1e-10 in z from z = -37.5 to
-# -1e6; the asymptote alone is off by up to 7e-5, a 0.25% shift of the tail's scale 1 / |z|)
-MIN_LOG_PROBABILITY = -700.0
-NEWTON_STEPS = 1
 
 
 def _standardised_interval(loc: th.Tensor, scale: th.Tensor, low: float, high: float) -> tuple[th.Tensor, ...]:
@@ -68,36 +61,21 @@ def _standardised_interval(loc: th.Tensor, scale: th.Tensor, low: float, high: f
     return th.where(mirror, -hi, lo), th.where(mirror, -lo, hi), mirror
 
 
-def _standard_normal_quantile_of_log(log_p: th.Tensor) -> th.Tensor:
-    """``z`` with ``log Phi(z) = log_p`` (float64, ``log_p <= 0``), for any ``log_p``: ``ndtri(exp(log_p))`` where
-    ``exp(log_p)`` is a normal float64; beyond (z below about -37), the tail's asymptote
-    ``-sqrt(L - log L - log 2 pi)`` (``L = -2 log_p``) refined by ``NEWTON_STEPS`` Newton steps on
-    ``log Phi(z) - log_p`` (concave in z, and nearly linear that far out)."""
-    representable = log_p > MIN_LOG_PROBABILITY
-    tail = (-2.0 * log_p).clamp(min=-2.0 * MIN_LOG_PROBABILITY)
-    z = -th.sqrt(tail - th.log(tail) - math.log(2 * math.pi))
-    for _ in range(NEWTON_STEPS):
-        log_cdf = th.special.log_ndtr(z)
-        z = z - (log_cdf - log_p.clamp(max=MIN_LOG_PROBABILITY)) * th.exp(log_cdf + 0.5 * z.square() + HALF_LOG_TWO_PI)
-    return th.where(representable, th.special.ndtri(th.exp(log_p.clamp(min=MIN_LOG_PROBABILITY))), z)
-
-
 def truncated_normal(loc: th.Tensor, scale: th.Tensor, low: float, high: float, noise_uniform: th.Tensor) -> th.Tensor:
     """Inverse-CDF sample of ``N(loc, scale^2)`` truncated to ``[low, high]``, per element.
 
     ``noise_uniform`` holds U(0, 1) draws of the output's shape; ``loc`` and ``scale`` broadcast to it (the
     interval's CDF values are computed at their shape, so K draws per (loc, scale) cost one evaluation). Works in
-    float64, on the lower tail (intervals right of the mean are mirrored) and with the log-CDF and its inverse, so
-    that intervals any number of standard deviations away are sampled exactly: a mean far beyond a face, where the
-    truncated Gaussian is an exponential on the face (the posterior of a critic whose slope is steep there).
+    float64, on the lower tail (intervals right of the mean are mirrored) and with the log-CDF, so that intervals
+    many standard deviations away, where the Gaussian CDF rounds to 0 or 1, are still sampled exactly.
     """
     lo, hi, mirror = _standardised_interval(loc, scale, low, high)
+    lo, hi = lo.clamp(-37.0, 37.0), hi.clamp(-37.0, 37.0)  # beyond, ndtri cannot invert the CDF; the clamp below holds
     log_cdf_lo, log_cdf_hi = th.special.log_ndtr(lo), th.special.log_ndtr(hi)
-    # log p, p = cdf_lo + u (cdf_hi - cdf_lo), written relative to cdf_hi so that it cannot underflow
+    # p = cdf_lo + u (cdf_hi - cdf_lo), written relative to cdf_hi so that it cannot underflow
     ratio = th.exp(log_cdf_lo - log_cdf_hi)
-    # (at least cdf_lo, which is where a draw u = 0 puts it when ratio underflows to 0)
-    log_p = th.maximum(log_cdf_hi + th.log(ratio + noise_uniform.double() * (1.0 - ratio)), log_cdf_lo)
-    z = th.minimum(th.maximum(_standard_normal_quantile_of_log(log_p), lo), hi)
+    p = th.exp(log_cdf_hi) * (ratio + noise_uniform.double() * (1.0 - ratio))
+    z = th.special.ndtri(p).clamp(lo, hi)
     z = th.where(mirror, -z, z)
     return (loc.double() + scale.double() * z).clamp(low, high).to(loc.dtype)
 
@@ -112,14 +90,12 @@ def truncated_normal_log_mass(loc: th.Tensor, scale: th.Tensor, low: float, high
 
 def truncated_normal_mean(loc: th.Tensor, scale: th.Tensor, low: float, high: float) -> th.Tensor:
     """Mean of ``N(loc, scale^2)`` truncated to ``[low, high]``, per element: ``loc + scale (phi(lo) - phi(hi)) / Z``
-    in standard units, computed in float64 on the lower tail (as :func:`truncated_normal`) with the Mills ratios
-    ``phi(z) / Phi(z) = sqrt(2 / pi) / erfcx(-z / sqrt 2)``, so that it stays exact and inside the interval however
-    many standard deviations the interval lies from the mean."""
+    in standard units, computed in float64 on the lower tail (as :func:`truncated_normal`), so that it stays
+    finite and inside the interval for intervals many standard deviations from the mean."""
     lo, hi, mirror = _standardised_interval(loc, scale, low, high)
-    log_ratio = th.special.log_ndtr(lo) - th.special.log_ndtr(hi)  # log Phi(lo) / Phi(hi)
-    mills_lo = SQRT_TWO_OVER_PI / th.special.erfcx(-lo / math.sqrt(2))
-    mills_hi = SQRT_TWO_OVER_PI / th.special.erfcx(-hi / math.sqrt(2))
-    shift = (mills_lo * th.exp(log_ratio) - mills_hi) / -th.expm1(log_ratio)  # E[z] in standard units
+    log_mass = truncated_normal_log_mass(loc, scale, low, high)
+    log_phi_lo, log_phi_hi = -0.5 * lo.square() - HALF_LOG_TWO_PI, -0.5 * hi.square() - HALF_LOG_TWO_PI
+    shift = th.exp(log_phi_lo - log_mass) - th.exp(log_phi_hi - log_mass)  # E[z] in standard units
     shift = th.where(mirror, -shift, shift)
     return (loc.double() + scale.double() * shift).clamp(low, high).to(loc.dtype)
 
@@ -195,9 +171,8 @@ def fit_posterior(
     The log target's gradient is fitted, per dimension, by a least-squares line through the points:
     ``g_i(a) ≈ gbar_i - c_i (a_i - abar_i)``, with the curvature ``c_i`` clipped at 0 (a convex or flat stretch
     gets the Gaussian factor's width). The product with the Gaussian factor is then Gaussian, with precision
-    ``1 / proposal_std^2 + c_i`` and mean ``(loc_i / proposal_std^2 + c_i abar_i + gbar_i) / precision``, which may
-    lie far beyond a face: truncated to the box, the fit is then an exponential on the face, the posterior of a log
-    target whose slope is steep there (a critic whose best actions are on the face).
+    ``1 / proposal_std^2 + c_i`` and mean ``(loc_i / proposal_std^2 + c_i abar_i + gbar_i) / precision``, clipped to
+    the box.
 
     :param points: (B, J, d) where the gradients were taken, J >= 2; ``log_target_grad``: (B, J, d)
     :param loc: (B, 1, d) the Gaussian factor's mean; ``proposal_std``: (B, 1, 1) its standard deviation
@@ -211,7 +186,7 @@ def fit_posterior(
     prior_precision = proposal_std**-2
     precision = prior_precision + curvature
     mean = (loc * prior_precision + curvature * point_mean + grad_mean) / precision
-    return mean, precision.rsqrt()
+    return mean.clamp(-1.0, 1.0), precision.rsqrt()
 
 
 def stepped_anchor(points: th.Tensor, log_target_grad: th.Tensor, loc: th.Tensor, proposal_std: th.Tensor) -> th.Tensor:
@@ -241,12 +216,9 @@ def stepped_anchor(points: th.Tensor, log_target_grad: th.Tensor, loc: th.Tensor
 
 
 def truncated_normal_log_density(x: th.Tensor, loc: th.Tensor, scale: th.Tensor) -> th.Tensor:
-    """``log`` of ``N(loc, scale^2 I)`` truncated to the box at x (..., d), summed over the last dimension; in float64
-    (a mean far beyond a face makes the square and the log mass large and nearly equal), returned in x's dtype."""
-    loc64, scale64 = loc.double(), scale.double().expand_as(loc)
-    log_mass = truncated_normal_log_mass(loc64, scale64, -1.0, 1.0)
-    standardised = (x.double() - loc64) / scale64
-    return (-0.5 * standardised.square() - th.log(scale64) - HALF_LOG_TWO_PI - log_mass).sum(-1).to(x.dtype)
+    """``log`` of ``N(loc, scale^2 I)`` truncated to the box at x (..., d), summed over the last dimension."""
+    log_mass = truncated_normal_log_mass(loc, scale.expand_as(loc), -1.0, 1.0).to(x.dtype)
+    return (-0.5 * ((x - loc) / scale).square() - th.log(scale) - HALF_LOG_TWO_PI - log_mass).sum(-1)
 
 
 def estimate_velocity(

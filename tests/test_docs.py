@@ -18,9 +18,8 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "bench
 MUJOCO_LINES = ["learn_mujoco_cpu.jsonl", "learn_mujoco_sac_cpu.jsonl", "acting_at_100k_cpu.jsonl"]
 # the tasks whose policies over training the report tabulates there (--over-training)
 MUJOCO_OVER_TRAINING = ["Humanoid-v5"]
-# the longer budgets docs/benchmarks.md compares at (--budget), each in a block of its own, with the SOM lines that
-# reach them (HalfCheetah-v5 seed 0 to 300,000 steps with the fitted proposals' mean held inside the box)
-MUJOCO_BUDGETS = {300_000: "learn_mujoco_held_fit_cpu.jsonl"}
+# the longer budgets docs/benchmarks.md compares at (--budget), each in a block of its own
+MUJOCO_BUDGETS = [300_000]
 
 
 def result_files_named(text: str) -> set[str]:
@@ -49,15 +48,13 @@ def test_relative_links_resolve_and_no_placeholder_is_left(doc: Path):
 
 def mujoco_report(tmp_path: Path, budget: int | None = None) -> str:
     """What ``benchmarks/learn.py report`` writes from the committed MuJoCo lines, with the options of
-    docs/benchmarks.md's command, or at ``budget`` steps (``--budget``), SOM's lines those of ``MUJOCO_BUDGETS``, without
-    the table over training."""
+    docs/benchmarks.md's command, or at ``budget`` steps (``--budget``) without the table over training."""
     spec = importlib.util.spec_from_file_location("learn", ROOT / "benchmarks" / "learn.py")
     assert spec is not None and spec.loader is not None
     learn = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(learn)
     table = tmp_path / "table.md"
-    som_lines = MUJOCO_LINES[0] if budget is None else MUJOCO_BUDGETS[budget]
-    files = [str(RESULTS / name) for name in (som_lines, *MUJOCO_LINES[1:])]
+    files = [str(RESULTS / name) for name in MUJOCO_LINES]
     options = ["--over-training", *MUJOCO_OVER_TRAINING] if budget is None else ["--budget", str(budget)]
     learn.report(learn.parse_args(["report", *files, *options, "--table", str(table)]))
     return table.read_text()

@@ -24,8 +24,6 @@ from sb3_som.score import (
     propose,
     score_from_posterior_mean,
     truncated_normal,
-    truncated_normal_log_density,
-    truncated_normal_mean,
     velocity_from_posterior_mean,
 )
 
@@ -87,10 +85,9 @@ def test_time_features_shape_and_first_column():
 
 @pytest.mark.parametrize(
     "loc, scale",
-    [(0.3, 0.5), (1.5, 0.2), (-4.0, 1.0), (40.0, 2.0), (0.0, 100.0), (1000.0, 9.0), (-300.0, 2.0)],
+    [(0.3, 0.5), (1.5, 0.2), (-4.0, 1.0), (40.0, 2.0), (0.0, 100.0)],
 )
 def test_truncated_normal_matches_scipy_and_stays_in_the_box(loc, scale):
-    # (1000, 9) and (-300, 2): the box lies 111 and 150 standard deviations from the mean, beyond ndtri's reach
     th.manual_seed(0)
     n = 40_000
     samples = truncated_normal(th.full((n,), loc), th.full((n,), scale), -1.0, 1.0, th.rand(n))
@@ -98,25 +95,6 @@ def test_truncated_normal_matches_scipy_and_stays_in_the_box(loc, scale):
     reference = truncnorm((-1 - loc) / scale, (1 - loc) / scale, loc=loc, scale=scale)
     assert abs(samples.mean().item() - reference.mean()) < 0.02
     assert abs(samples.std().item() - reference.std()) < 0.02
-    mean = truncated_normal_mean(th.tensor(loc, dtype=th.float64), th.tensor(scale, dtype=th.float64), -1.0, 1.0)
-    assert abs(mean.item() - reference.mean()) < 1e-8
-
-
-def test_truncated_normal_far_beyond_a_face_is_the_exponential_on_it():
-    # N(5e4, 0.5^2) on [-1, 1] lies 1e5 standard deviations away: its density there is exp(2e5 a) up to a relative
-    # 4e-6 (the quadratic term), the exponential of mean 1 - 1 / 2e5 and standard deviation 1 / 2e5; sampled,
-    # averaged and weighed exactly (the density integrates to 1 over the box)
-    rate = 5e4 / 0.5**2
-    th.manual_seed(0)
-    loc, scale = th.full((40_000,), 5e4), th.full((40_000,), 0.5)
-    samples = truncated_normal(loc, scale, -1.0, 1.0, th.rand(40_000))
-    assert samples.max() <= 1 and abs((1 - samples.double()).mean().item() * rate - 1) < 0.02
-    assert abs((1 - samples.double()).std().item() * rate - 1) < 0.02
-    mean = truncated_normal_mean(loc[:1].double(), scale[:1].double(), -1.0, 1.0)
-    assert abs((1 - mean.item()) * rate - 1) < 1e-3
-    grid = th.linspace(1 - 40 / rate, 1, 200_001, dtype=th.float64).unsqueeze(-1)  # holds all but e^-40 of it
-    density = truncated_normal_log_density(grid, loc[:1].double(), scale[:1].double()).exp()
-    assert abs(th.trapezoid(density, grid.squeeze(-1)).item() - 1) < 1e-4
 
 
 def test_proposals_form_a_latin_hypercube_of_the_truncated_gaussian_per_state():
@@ -158,13 +136,10 @@ def test_the_fit_is_the_exact_posterior_of_a_gaussian_target():
     precision = sigma**-2 + width**-2
     th.testing.assert_close(mean, (loc * sigma**-2 + mu / width**2) / precision)
     th.testing.assert_close(std, precision.rsqrt().expand(1, 1, 3))
-    # a convex or flat log target gets the Gaussian factor alone: curvature 0, mean shifted by the gradient, beyond
-    # the face where the slope is steep (exp(slope a) N(loc, sigma^2) is N(loc + sigma^2 slope, sigma^2) exactly)
-    for slope in (0.5, 40.0):
-        mean, std = fit_posterior(points, th.full_like(points, slope), loc, sigma)
-        th.testing.assert_close(std, sigma.expand(1, 1, 3))
-        th.testing.assert_close(mean, loc + sigma**2 * slope)
-    assert (mean > 1).all()
+    # a convex or flat log target gets the Gaussian factor alone: curvature 0, mean shifted by the gradient
+    mean, std = fit_posterior(points, th.full_like(points, 0.5), loc, sigma)
+    th.testing.assert_close(std, sigma.expand(1, 1, 3))
+    th.testing.assert_close(mean, (loc + sigma**2 * 0.5).clamp(-1, 1))
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
@@ -232,11 +207,14 @@ def laplace_target(dim: int, width: float) -> SeparableBoxTarget:
     return SeparableBoxTarget([lambda a, c=0.3 * (-1) ** i: -(a - c).abs() / scale for i in range(dim)], n_grid=4001)
 
 
-def pull_toward_target(target: SeparableBoxTarget, policy: SeparableBoxTarget, t0: float) -> tuple[float, float]:
-    """The estimate (K = 16) at 1000 states of the linear path at time t0, its anchors drawn from ``policy``: its pull,
-    the regression slope of its displacement from the policy's own posterior mean on the exact one's (1: the
-    target's posterior mean; 0: the policy's), and the weights' mean effective sample size."""
-    path, generator = LinearPath(), th.Generator().manual_seed(0)
+@pytest.mark.parametrize("t0", [0.3, 0.6])
+def test_the_estimate_pulls_a_broader_policy_toward_a_kinked_target_in_17_dimensions(t0):
+    # A policy 1.8 times as broad as a width-0.1 Laplace target in 17 dimensions: its actions are the anchors. The
+    # weights collapse (effective sample size about 1 of 16), and without the anchor's step the estimate follows the
+    # policy's own posterior mean (a pull of -0.01 and -0.27 at t = 0.3 and 0.6). The pull is the regression slope of
+    # the estimate's displacement from the policy's posterior mean on the exact one's (1: the target's posterior).
+    target, policy, path = laplace_target(17, 0.1), laplace_target(17, 0.18), LinearPath()
+    generator = th.Generator().manual_seed(0)
     t = th.full((1000, 1), t0)
     a0 = policy.sample(1000, generator).float()
     a_t = path.noised(a0, t, th.randn(a0.shape, generator=generator))
@@ -245,35 +223,7 @@ def pull_toward_target(target: SeparableBoxTarget, policy: SeparableBoxTarget, t
     estimated = posterior_mean_from_velocity(path, a_t, t, estimate.velocity)
     exact, own = target.posterior_mean(path, a_t, t).float(), policy.posterior_mean(path, a_t, t).float()
     pull = ((estimated - own) * (exact - own)).sum() / (exact - own).square().sum()
-    return pull.item(), estimate.effective_sample_size.mean().item()
-
-
-@pytest.mark.parametrize("t0", [0.3, 0.6])
-def test_the_estimate_pulls_a_broader_policy_toward_a_kinked_target_in_17_dimensions(t0):
-    # A policy 1.8 times as broad as a width-0.1 Laplace target in 17 dimensions: its actions are the anchors. The
-    # weights collapse (effective sample size about 1 of 16), and without the anchor's step the estimate follows the
-    # policy's own posterior mean (a pull of -0.01 and -0.27 at t = 0.3 and 0.6).
-    pull, _ = pull_toward_target(laplace_target(17, 0.1), laplace_target(17, 0.18), t0)
-    assert 0.3 < pull < 2.0, pull  # 0.75 and 0.56 measured
-
-
-def face_and_bump_target(slope: float, width: float) -> SeparableBoxTarget:
-    """17 dimensions: in 5 the log density ``+-slope a`` (the mass on a face, as where a critic's best actions are),
-    in 12 a bump of standard deviation ``width`` at +-0.3."""
-    faces = [linear(slope * (-1) ** i) for i in range(5)]
-    return SeparableBoxTarget(faces + [peaked(0.3 * (-1) ** i, width) for i in range(12)], n_grid=4001)
-
-
-@pytest.mark.parametrize("t0", [0.5, 0.9])
-def test_the_estimate_reaches_a_target_on_the_faces_in_17_dimensions(t0):
-    # A target with a third of its coordinates on faces (slope 15), the anchors from a policy broader than it (slope
-    # 5, bumps 1.8 times as wide). The fitted proposals are the exponentials on the faces that the posterior is:
-    # the weights keep 12.7 of 16 and the estimate is the target's posterior mean (pull 1.01-1.02). A fit held
-    # inside the box spreads its proposals over the whole face coordinate: the weights collapse onto one
-    # proposal (1.08 and 1.01) and the estimate stays near the policy's own posterior mean (pull 0.16 and 0.07).
-    pull, effective_sample_size = pull_toward_target(face_and_bump_target(15.0, 0.15), face_and_bump_target(5.0, 0.27), t0)
-    assert abs(pull - 1) < 0.1, pull
-    assert effective_sample_size > ESS_FLOOR, effective_sample_size
+    assert 0.3 < pull.item() < 2.0, pull.item()  # 0.75 and 0.56 measured
 
 
 @pytest.mark.parametrize("target_name", sorted(FACE_TARGETS))
