@@ -1,6 +1,7 @@
 """SOM against SAC (and TD3) on the sequential multi-goal task ``MultiGoalPointMass-v0``, each at its defaults.
 
-``run`` trains one (algorithm, seed) for ``--timesteps`` steps and appends one JSON line per evaluation to ``--out``:
+``run`` trains one (algorithm, seed) for ``--timesteps`` steps and appends one JSON line per evaluation to ``--out``
+(with the ``--hyperparams`` it ran with):
 ``--eval-episodes`` stochastic episodes (the policy as it explores), with the share of episodes that reach a goal, the
 share that reach each goal, the number of goals reached by at least 5% of the episodes, the entropy of the goal shares
 (of the episodes that reach one; log 4 = 1.386 is all four equally), the mean return, the critic's value of the first
@@ -137,7 +138,8 @@ class EvaluationLines(BaseCallback):
         if self.num_timesteps % self.args.eval_every == 0:
             final = self.num_timesteps >= self.args.timesteps
             result = evaluate(self.model, self.args.eval_episodes, seed=10_000, keep=TRAJECTORIES if final else 0)
-            line = {"algo": self.args.algo, "seed": self.args.seed, "timesteps": self.num_timesteps, **result}
+            line = {"algo": self.args.algo, "seed": self.args.seed, "hyperparams": hyperparams(self.args)}
+            line.update(timesteps=self.num_timesteps, **result)
             line["q_mean"] = float(np.mean(self.q_means)) if self.q_means else None
             self.q_means = []
             with open(self.args.out, "a") as out:
@@ -145,9 +147,14 @@ class EvaluationLines(BaseCallback):
         return True
 
 
+def hyperparams(args: argparse.Namespace) -> dict[str, str]:
+    """The algorithm's settings other than its defaults, from ``--hyperparams KEY=VALUE`` (strings)."""
+    return dict(kv.split("=", 1) for kv in args.hyperparams)
+
+
 def run(args: argparse.Namespace) -> None:
     th.set_num_threads(1)
-    model = ALGOS[args.algo]("MlpPolicy", ENV_ID, seed=args.seed, **dict(kv.split("=", 1) for kv in args.hyperparams))
+    model = ALGOS[args.algo]("MlpPolicy", ENV_ID, seed=args.seed, **hyperparams(args))
     model.learn(args.timesteps, callback=EvaluationLines(args))
 
 

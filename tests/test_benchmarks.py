@@ -53,7 +53,7 @@ def test_quadratic_bandit_target_by_quadrature_against_closed_forms() -> None:
 
 
 @pytest.mark.parametrize(("alpha", "modes"), [(0.5, 6), (3.0, 3)])
-def test_the_six_bump_bandits_target_at_the_reward_holds_all_six_modes_at_alpha_half(alpha: float, modes: int) -> None:
+def test_the_six_bump_bandits_target_at_the_reward_holds_six_modes_at_alpha_half_three_at_3(alpha: float, modes: int) -> None:
     # exp(alpha Q / q_scale) with Q the reward and q_scale its spread over the box (what SOM measures with an exact
     # critic): at alpha 0.5 every mode holds at least 5% of the target (hyperparams/som.yml's bandit entry), at alpha 3
     # only the three heavy ones do; the heavy modes hold more than the light ones at both
