@@ -20,6 +20,7 @@ One run of 20,000 steps takes about 3 (SAC) to 6 (SOM) minutes on one core.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import math
 from collections import defaultdict
@@ -147,9 +148,19 @@ class EvaluationLines(BaseCallback):
         return True
 
 
-def hyperparams(args: argparse.Namespace) -> dict[str, str]:
-    """The algorithm's settings other than its defaults, from ``--hyperparams KEY=VALUE`` (strings)."""
-    return dict(kv.split("=", 1) for kv in args.hyperparams)
+def hyperparams(args: argparse.Namespace) -> dict[str, Any]:
+    """The algorithm's settings other than its defaults, from ``--hyperparams KEY=VALUE``: a value that reads as a
+    Python literal (a number, a boolean) is that literal, any other a string."""
+    settings = {}
+    for item in args.hyperparams:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--hyperparams takes KEY=VALUE items, got {item!r}")
+        try:
+            settings[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            settings[key] = value
+    return settings
 
 
 def run(args: argparse.Namespace) -> None:
@@ -244,7 +255,9 @@ def main() -> None:
     run_parser.add_argument("--timesteps", type=int, default=20_000)
     run_parser.add_argument("--eval-every", type=int, default=2_500)
     run_parser.add_argument("--eval-episodes", type=int, default=200)
-    run_parser.add_argument("--hyperparams", nargs="*", default=[], help="KEY=VALUE (strings) passed to the algorithm")
+    run_parser.add_argument(
+        "--hyperparams", nargs="*", default=[], help="KEY=VALUE passed to the algorithm (numbers and booleans as such)"
+    )
     run_parser.add_argument("--out", required=True)
     report_parser = commands.add_parser("report", help="table and figure from evaluation lines")
     report_parser.add_argument("lines", nargs="+")

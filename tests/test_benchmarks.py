@@ -1,5 +1,6 @@
 """The benchmark scripts' own measurements, on samples whose answer is known."""
 
+import argparse
 import json
 
 import numpy as np
@@ -9,7 +10,7 @@ import torch as th
 from action_distribution import count_modes, summary
 from bandit_fidelity import box_grid, mode_shares
 from breadth_by_dimension import fixed_target, target_std
-from multigoal import goal_directions
+from multigoal import goal_directions, hyperparams
 from quadratic_bandit import target_coordinate
 from sb3_som import SOM
 from sb3_som.envs import MultiGoalBandit
@@ -218,3 +219,10 @@ def test_target_location_reads_the_posterior_mean_back_from_the_score_and_measur
     times = [(e["n_score_samples"], e["t"]) for e in row["estimate"]]
     assert times == [(k, time) for k in (model.n_score_samples, 32) for time in target_location.TIMES]
     assert all(1.0 <= e["effective_sample_size"] <= e["n_score_samples"] for e in row["estimate"])
+
+
+def test_multigoal_hyperparams_read_numbers_and_booleans_as_such_and_names_as_strings() -> None:
+    args = argparse.Namespace(hyperparams=["alpha=3", "q_scale_floor=td_error", "compile_step=False", "tau=1e-2"])
+    assert hyperparams(args) == {"alpha": 3, "q_scale_floor": "td_error", "compile_step": False, "tau": 0.01}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        hyperparams(argparse.Namespace(hyperparams=["alpha"]))
