@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the fi
 from fixed_target import default_flow_config, make_stateless_actor, sample_stateless, train_on_fixed_target
 from reference_targets import SeparableBoxTarget
 from sb3_som.paths import LinearPath
-from sb3_som.score import estimate_velocity, propose
+from sb3_som.score import estimate_velocity, noising_gaussian, propose
 
 K = 16
 TIMES = (0.05, 0.1, 0.3, 0.6, 0.9)
@@ -94,7 +94,7 @@ def effective_sample_sizes(dim: int, width: float, t0: float, shape: str, n: int
     a_t = path.noised(a0, t, th.randn(n, dim, generator=generator))
     th.manual_seed(0)
     estimate = estimate_velocity(path, a_t, t, target.q_function, 1.0, K, th.tensor(1.0), anchor=a0)
-    proposals = propose(a_t, path.mean_coef(t), path.std(t), K)
+    proposals = propose(noising_gaussian(a_t, path.mean_coef(t), path.std(t)), K)
     weights = th.softmax(target.q_function(proposals, th.arange(n)), dim=1)
     return {
         "ess": estimate.effective_sample_size.mean().item(),

@@ -51,57 +51,64 @@ QFunction = Callable[[th.Tensor, th.Tensor], th.Tensor]
 HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
 
 
-def _standardised_interval(loc: th.Tensor, scale: th.Tensor, low: float, high: float) -> tuple[th.Tensor, ...]:
-    """The box interval in standard units of ``N(loc, scale^2)``, float64, mirrored where it lies entirely above the
-    mean (so that it always reaches into the lower half, where the log-CDF is accurate): ``(lo, hi, mirror)``."""
-    loc64, scale64 = loc.double(), scale.double()
-    lo = (low - loc64) / scale64
-    hi = (high - loc64) / scale64
-    mirror = lo > 0
-    return th.where(mirror, -hi, lo), th.where(mirror, -lo, hi), mirror
+class BoxNormal:
+    """``N(loc, scale^2)`` truncated to the box ``[-1, 1]``, per element (``loc`` and ``scale`` broadcast together).
 
-
-def truncated_normal(loc: th.Tensor, scale: th.Tensor, low: float, high: float, noise_uniform: th.Tensor) -> th.Tensor:
-    """Inverse-CDF sample of ``N(loc, scale^2)`` truncated to ``[low, high]``, per element.
-
-    ``noise_uniform`` holds U(0, 1) draws of the output's shape; ``loc`` and ``scale`` broadcast to it (the
-    interval's CDF values are computed at their shape, so K draws per (loc, scale) cost one evaluation). Works in
-    float64, on the lower tail (intervals right of the mean are mirrored) and with the log-CDF, so that intervals
-    many standard deviations away, where the Gaussian CDF rounds to 0 or 1, are still sampled exactly.
+    The box is held in standard units, in float64 and mirrored where it lies entirely above the mean, so that it
+    always reaches into the lower half, where the log-CDF is accurate; its log-CDFs are computed once, at
+    construction, for the mass, the mean and the density. So intervals many standard deviations from the mean,
+    where the Gaussian CDF rounds to 0 or 1, still get exact samples and finite log-densities. Results come back
+    in ``loc``'s dtype.
     """
-    lo, hi, mirror = _standardised_interval(loc, scale, low, high)
-    lo, hi = lo.clamp(-37.0, 37.0), hi.clamp(-37.0, 37.0)  # beyond, ndtri cannot invert the CDF; the clamp below holds
-    log_cdf_lo, log_cdf_hi = th.special.log_ndtr(lo), th.special.log_ndtr(hi)
-    # p = cdf_lo + u (cdf_hi - cdf_lo), written relative to cdf_hi so that it cannot underflow
-    ratio = th.exp(log_cdf_lo - log_cdf_hi)
-    p = th.exp(log_cdf_hi) * (ratio + noise_uniform.double() * (1.0 - ratio))
-    z = th.special.ndtri(p).clamp(lo, hi)
-    z = th.where(mirror, -z, z)
-    return (loc.double() + scale.double() * z).clamp(low, high).to(loc.dtype)
+
+    def __init__(self, loc: th.Tensor, scale: th.Tensor) -> None:
+        self.dtype = loc.dtype
+        self.loc, self.scale = loc.double(), scale.double()
+        lo, hi = (-1.0 - self.loc) / self.scale, (1.0 - self.loc) / self.scale
+        self.mirror = lo > 0
+        self.lo, self.hi = th.where(self.mirror, -hi, lo), th.where(self.mirror, -lo, hi)
+        self.log_cdf_lo, self.log_cdf_hi = th.special.log_ndtr(self.lo), th.special.log_ndtr(self.hi)
+        # log P(-1 <= X <= 1)
+        self.log_mass = self.log_cdf_hi + th.log(-th.expm1(self.log_cdf_lo - self.log_cdf_hi))
+
+    def sample(self, noise_uniform: th.Tensor) -> th.Tensor:
+        """Inverse-CDF samples from U(0, 1) draws ``noise_uniform`` of the output's shape (to which ``loc`` and
+        ``scale`` broadcast: K draws per (loc, scale) cost one evaluation of the interval's CDF)."""
+        # beyond +-37 ndtri cannot invert the CDF; the clamp of z below holds the sample in the box
+        lo, hi = self.lo.clamp(-37.0, 37.0), self.hi.clamp(-37.0, 37.0)
+        log_cdf_lo, log_cdf_hi = th.special.log_ndtr(lo), th.special.log_ndtr(hi)
+        # p = cdf_lo + u (cdf_hi - cdf_lo), written relative to cdf_hi so that it cannot underflow
+        ratio = th.exp(log_cdf_lo - log_cdf_hi)
+        p = th.exp(log_cdf_hi) * (ratio + noise_uniform.double() * (1.0 - ratio))
+        z = th.special.ndtri(p).clamp(lo, hi)
+        z = th.where(self.mirror, -z, z)
+        return (self.loc + self.scale * z).clamp(-1.0, 1.0).to(self.dtype)
+
+    def mean(self) -> th.Tensor:
+        """``loc + scale (phi(lo) - phi(hi)) / Z`` in standard units, inside the box."""
+        log_phi_lo = -0.5 * self.lo.square() - HALF_LOG_TWO_PI
+        log_phi_hi = -0.5 * self.hi.square() - HALF_LOG_TWO_PI
+        shift = th.exp(log_phi_lo - self.log_mass) - th.exp(log_phi_hi - self.log_mass)  # E[z] in standard units
+        shift = th.where(self.mirror, -shift, shift)
+        return (self.loc + self.scale * shift).clamp(-1.0, 1.0).to(self.dtype)
+
+    def log_density(self, x: th.Tensor) -> th.Tensor:
+        """``log`` of the density at x (..., d) in the box, summed over the last dimension (to which ``loc`` and
+        ``scale`` broadcast)."""
+        loc, scale = self.loc.to(self.dtype), self.scale.to(self.dtype)
+        log_mass = self.log_mass.to(self.dtype)
+        return (-0.5 * ((x - loc) / scale).square() - th.log(scale) - HALF_LOG_TWO_PI - log_mass).sum(-1)
 
 
-def truncated_normal_log_mass(loc: th.Tensor, scale: th.Tensor, low: float, high: float) -> th.Tensor:
-    """``log P(low <= X <= high)`` for ``X ~ N(loc, scale^2)``, per element, in float64: from the log-CDFs on the
-    lower tail, so that it stays finite for intervals many standard deviations from the mean."""
-    lo, hi, _ = _standardised_interval(loc, scale, low, high)
-    log_cdf_lo, log_cdf_hi = th.special.log_ndtr(lo), th.special.log_ndtr(hi)
-    return log_cdf_hi + th.log(-th.expm1(log_cdf_lo - log_cdf_hi))
+def noising_gaussian(a_t: th.Tensor, m_t: th.Tensor, s_t: th.Tensor) -> BoxNormal:
+    """The Gaussian factor of the posterior of ``a_0`` given ``a_t``, ``N(a_t / m_t, (s_t / m_t)^2 I)`` truncated to the
+    box: loc (B, 1, d), scale (B, 1, 1), from noised actions ``a_t`` (B, d) and the path's ``m_t``, ``s_t`` (B, 1)."""
+    return BoxNormal((a_t / m_t).unsqueeze(1), (s_t / m_t).unsqueeze(1))
 
 
-def truncated_normal_mean(loc: th.Tensor, scale: th.Tensor, low: float, high: float) -> th.Tensor:
-    """Mean of ``N(loc, scale^2)`` truncated to ``[low, high]``, per element: ``loc + scale (phi(lo) - phi(hi)) / Z``
-    in standard units, computed in float64 on the lower tail (as :func:`truncated_normal`), so that it stays
-    finite and inside the interval for intervals many standard deviations from the mean."""
-    lo, hi, mirror = _standardised_interval(loc, scale, low, high)
-    log_mass = truncated_normal_log_mass(loc, scale, low, high)
-    log_phi_lo, log_phi_hi = -0.5 * lo.square() - HALF_LOG_TWO_PI, -0.5 * hi.square() - HALF_LOG_TWO_PI
-    shift = th.exp(log_phi_lo - log_mass) - th.exp(log_phi_hi - log_mass)  # E[z] in standard units
-    shift = th.where(mirror, -shift, shift)
-    return (loc.double() + scale.double() * shift).clamp(low, high).to(loc.dtype)
-
-
-def propose(a_t: th.Tensor, m_t: th.Tensor, s_t: th.Tensor, n_samples: int) -> th.Tensor:
-    """``K`` proposals ``a_0^k`` from ``N(a_t / m_t, (s_t / m_t)^2 I)`` truncated to the box ``[-1, 1]^d``.
+def propose(gaussian: BoxNormal, n_samples: int) -> th.Tensor:
+    """``K`` proposals ``a_0^k`` per state from the truncated Gaussian ``gaussian`` (loc (B, 1, d), scale (B, 1, 1):
+    :func:`noising_gaussian`).
 
     The K uniforms behind each state's proposals form a Latin hypercube: in each dimension i, proposal k takes
     stratum ``pi_i(k)`` of ``[0, 1)`` (``pi_i`` a random permutation of the K strata, drawn per state and
@@ -109,16 +116,13 @@ def propose(a_t: th.Tensor, m_t: th.Tensor, s_t: th.Tensor, n_samples: int) -> t
     and each proposal is still, on its own, a draw of the truncated Gaussian, so the self-normalised estimates stay
     consistent, with lower variance than independent draws at the same K.
 
-    :param a_t: (B, d) noised actions
-    :param m_t: (B, 1) mean coefficient; ``s_t``: (B, 1) noise scale
     :return: (B, K, d)
     """
-    batch_size, action_dim = a_t.shape
-    loc = (a_t / m_t).unsqueeze(1)  # (B, 1, d)
-    scale = (s_t / m_t).unsqueeze(1)  # (B, 1, 1)
-    strata = th.rand(batch_size, action_dim, n_samples, device=a_t.device).argsort(dim=-1).transpose(1, 2)  # (B, K, d)
-    uniforms = (strata + th.rand(batch_size, n_samples, action_dim, device=a_t.device)) / n_samples
-    return truncated_normal(loc, scale, -1.0, 1.0, uniforms)
+    batch_size, _, action_dim = gaussian.loc.shape
+    device = gaussian.loc.device
+    strata = th.rand(batch_size, action_dim, n_samples, device=device).argsort(dim=-1).transpose(1, 2)  # (B, K, d)
+    uniforms = (strata + th.rand(batch_size, n_samples, action_dim, device=device)) / n_samples
+    return gaussian.sample(uniforms)
 
 
 def velocity_from_posterior_mean(path: NoisePath, a_t: th.Tensor, t: th.Tensor, a0_mean: th.Tensor) -> th.Tensor:
@@ -215,12 +219,6 @@ def stepped_anchor(points: th.Tensor, log_target_grad: th.Tensor, loc: th.Tensor
     return anchor + step_size * ((1 - anchor.square()) * grad - 2 * anchor)
 
 
-def truncated_normal_log_density(x: th.Tensor, loc: th.Tensor, scale: th.Tensor) -> th.Tensor:
-    """``log`` of ``N(loc, scale^2 I)`` truncated to the box at x (..., d), summed over the last dimension."""
-    log_mass = truncated_normal_log_mass(loc, scale.expand_as(loc), -1.0, 1.0).to(x.dtype)
-    return (-0.5 * ((x - loc) / scale).square() - th.log(scale) - HALF_LOG_TWO_PI - log_mass).sum(-1)
-
-
 def estimate_velocity(
     path: NoisePath,
     a_t: th.Tensor,
@@ -247,19 +245,20 @@ def estimate_velocity(
     if n_samples < MIN_SCORE_SAMPLES:
         raise ValueError(f"n_samples must be >= {MIN_SCORE_SAMPLES} (two first-stage proposals, one fitted), got {n_samples}")
     m_t, s_t = path.mean_coef(t), path.std(t)
-    loc, proposal_std = (a_t / m_t).unsqueeze(1), (s_t / m_t).unsqueeze(1)  # (B, 1, d), (B, 1, 1)
+    gaussian = noising_gaussian(a_t, m_t, s_t)
+    loc, proposal_std = (a_t / m_t).unsqueeze(1), (s_t / m_t).unsqueeze(1)  # (B, 1, d), (B, 1, 1): gaussian's
     beta = alpha / q_scale
     n_first = first_stage_size(n_samples)
     n_gaussian = n_first - (anchor is not None)
     n_fitted = n_samples - n_first
-    first = propose(a_t, m_t, s_t, n_gaussian)
+    first = propose(gaussian, n_gaussian)
     if anchor is not None:
         first = th.cat([anchor.unsqueeze(1), first], dim=1)  # (B, J, d)
     rows = th.arange(a_t.shape[0], device=a_t.device)
     q_first, grad_first = _q_and_gradient(q_function, first, rows)
     fit_mean, fit_std = fit_posterior(first, beta * grad_first, loc, proposal_std)
-    uniforms = th.rand(a_t.shape[0], n_fitted, a_t.shape[1], device=a_t.device)
-    fitted = truncated_normal(fit_mean, fit_std, -1.0, 1.0, uniforms)  # (B, K - J, d)
+    fit = BoxNormal(fit_mean, fit_std)
+    fitted = fit.sample(th.rand(a_t.shape[0], n_fitted, a_t.shape[1], device=a_t.device))  # (B, K - J, d)
     with th.no_grad():
         q_fitted = q_function(fitted, rows)
     a0, q_values = th.cat([first, fitted], dim=1), th.cat([q_first, q_fitted], dim=1)  # (B, K, d), (B, K)
@@ -271,8 +270,7 @@ def estimate_velocity(
     # log N(a_0; loc, sigma^2) - log q_mix(a_0), q_mix the proposals' balance of both truncated Gaussians; the
     # untruncated factor's normaliser is the same for all K and cancels
     gaussian_factor = (-0.5 * ((a0 - loc) / proposal_std).square()).sum(-1)
-    log_gaussian = truncated_normal_log_density(a0, loc, proposal_std)
-    log_fitted = truncated_normal_log_density(a0, fit_mean, fit_std)
+    log_gaussian, log_fitted = gaussian.log_density(a0), fit.log_density(a0)
     n_drawn = n_gaussian + n_fitted
     log_mix = th.logaddexp(log_gaussian + math.log(n_gaussian / n_drawn), log_fitted + math.log(n_fitted / n_drawn))
     logits = beta * q_values + gaussian_factor - log_mix  # (B, K); per-state shifts cancel in the softmax
@@ -280,7 +278,7 @@ def estimate_velocity(
     # control variate: the same proposals weighed for the fitted Gaussian itself, whose mean is known; where the fit
     # is the posterior both weightings agree and the estimate is the fit's exact mean
     fit_weights = th.softmax(log_fitted - log_mix, dim=1)
-    fitted_mean = truncated_normal_mean(fit_mean, fit_std, -1.0, 1.0).squeeze(1)  # (B, d)
+    fitted_mean = fit.mean().squeeze(1)  # (B, d)
     # not clipped to the box: a noisy estimate past a face averages, over the regression, to a mean inside it
     a0_mean = (weights.unsqueeze(-1) * values - fit_weights.unsqueeze(-1) * a0).sum(1) + fitted_mean
     score = score_from_posterior_mean(path, a_t, t, a0_mean)

@@ -18,12 +18,13 @@ from reference_targets import (
 from sb3_som.meanflow import STEP_GRID_POWER, adaptive_weighted_loss, meanflow_target, sample_actions, sequential_jvp
 from sb3_som.paths import T_EPS, TIME_POWER, LinearPath, sample_r_t, time_features
 from sb3_som.score import (
+    BoxNormal,
     estimate_velocity,
     first_stage_size,
     fit_posterior,
+    noising_gaussian,
     propose,
     score_from_posterior_mean,
-    truncated_normal,
     velocity_from_posterior_mean,
 )
 
@@ -87,14 +88,20 @@ def test_time_features_shape_and_first_column():
     "loc, scale",
     [(0.3, 0.5), (1.5, 0.2), (-4.0, 1.0), (40.0, 2.0), (0.0, 100.0)],
 )
-def test_truncated_normal_matches_scipy_and_stays_in_the_box(loc, scale):
+def test_box_normal_matches_scipy_and_stays_in_the_box(loc, scale):
     th.manual_seed(0)
     n = 40_000
-    samples = truncated_normal(th.full((n,), loc), th.full((n,), scale), -1.0, 1.0, th.rand(n))
+    box_normal = BoxNormal(th.full((n,), loc), th.full((n,), scale))
+    samples = box_normal.sample(th.rand(n))
     assert th.isfinite(samples).all() and samples.min() >= -1 and samples.max() <= 1
     reference = truncnorm((-1 - loc) / scale, (1 - loc) / scale, loc=loc, scale=scale)
     assert abs(samples.mean().item() - reference.mean()) < 0.02
     assert abs(samples.std().item() - reference.std()) < 0.02
+    assert box_normal.mean()[0].item() == pytest.approx(reference.mean(), abs=1e-6)
+    points = th.linspace(-0.99, 0.99, 7, dtype=th.float64)
+    expected = reference.logpdf(points.numpy())
+    per_point = BoxNormal(th.full((7, 1), loc, dtype=th.float64), th.full((7, 1), scale, dtype=th.float64))
+    assert th.allclose(per_point.log_density(points.unsqueeze(-1)), th.as_tensor(expected), rtol=1e-9, atol=1e-9)
 
 
 def test_proposals_form_a_latin_hypercube_of_the_truncated_gaussian_per_state():
@@ -103,7 +110,7 @@ def test_proposals_form_a_latin_hypercube_of_the_truncated_gaussian_per_state():
     a_t, t = 2.2 * th.rand(n_states, 3) - 1.1, th.full((n_states, 1), 0.3)
     path = LinearPath()
     m_t, s_t = path.mean_coef(t), path.std(t)
-    proposals = propose(a_t, m_t, s_t, n_samples).double()  # (B, K, d)
+    proposals = propose(noising_gaussian(a_t, m_t, s_t), n_samples).double()  # (B, K, d)
     loc, scale = (a_t / m_t).double().unsqueeze(1), (s_t / m_t).double().unsqueeze(1)
     low, high = (-1 - loc) / scale, (1 - loc) / scale
     cdf = truncnorm.cdf(((proposals - loc) / scale).numpy(), low.numpy(), high.numpy())  # U(0, 1) if exact
