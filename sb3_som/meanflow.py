@@ -36,6 +36,8 @@ STEP_GRID_POWER = 2
 
 # u(a_t (B, d), r (B, 1), t (B, 1)) -> (B, d)
 AverageVelocity = Callable[[th.Tensor, th.Tensor, th.Tensor], th.Tensor]
+# (noise (B, d), steps) -> the flow's ``steps``-step sample (B, d), unclipped (:func:`sample_actions`)
+FlowSampler = Callable[[th.Tensor, int], th.Tensor]
 # (a_t, r, t, v) -> (u with its graph, du/dt along (v, 0, 1) detached), both (B, d)
 AverageVelocityJVP = Callable[[th.Tensor, th.Tensor, th.Tensor, th.Tensor], tuple[th.Tensor, th.Tensor]]
 
@@ -109,6 +111,13 @@ def adaptive_weighted_loss(prediction: th.Tensor, target: th.Tensor, power: floa
     return (weight * squared_error).mean()
 
 
+def sampling_grid(steps: int, device: th.device) -> th.Tensor:
+    """The k-step sampler's times ``t_i = (1 - i / k)^STEP_GRID_POWER``, ``i = 0..k``: (k + 1,), from 1 to 0."""
+    if steps < 1:
+        raise ValueError(f"sampling steps must be >= 1, got {steps}")
+    return th.linspace(1.0, 0.0, steps + 1, device=device) ** STEP_GRID_POWER
+
+
 def sample_actions(u_fn: AverageVelocity, noise: th.Tensor, steps: int = 1) -> th.Tensor:
     """Carry noise (B, d) at t = 1 to actions at t = 0 in ``steps`` MeanFlow steps.
 
@@ -116,9 +125,7 @@ def sample_actions(u_fn: AverageVelocity, noise: th.Tensor, steps: int = 1) -> t
     (:data:`STEP_GRID_POWER`); with
     ``steps = 1`` this is the one-call policy ``a = e - u(e, 0, 1)``. Returns (B, d), unclipped.
     """
-    if steps < 1:
-        raise ValueError(f"sampling steps must be >= 1, got {steps}")
-    grid = th.linspace(1.0, 0.0, steps + 1, device=noise.device) ** STEP_GRID_POWER
+    grid = sampling_grid(steps, noise.device)
     action = noise
     ones = noise.new_ones(noise.shape[0], 1)
     for i in range(steps):

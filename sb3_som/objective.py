@@ -27,6 +27,7 @@ from sb3_som.critic_values import action_profile, floored_q_scale, proposal_q_fu
 from sb3_som.meanflow import (
     AverageVelocity,
     AverageVelocityJVP,
+    FlowSampler,
     adaptive_weighted_loss,
     meanflow_target,
     network_velocity_jvp,
@@ -77,6 +78,7 @@ def actor_losses(
     config: FlowTargetConfig,
     q_scale: th.Tensor,
     u_jvp: AverageVelocityJVP | None = None,
+    sampler: FlowSampler | None = None,
 ) -> ActorLosses:
     """Loss of the MeanFlow actor: the flow ``u_fn(a_t, r, t)`` (state features already bound) and its one-step map.
 
@@ -91,9 +93,13 @@ def actor_losses(
     :param q_function: Q of proposals (B', K, d) at batch rows (B',) -> (B', K)
     :param q_scale: the Q spread that ``alpha`` is relative to, a scalar
     :param u_jvp: ``u_fn`` and its time derivative along the flow in one call (None: ``torch.func.jvp``)
+    :param sampler: ``u_fn``'s k-step sampler (None: :func:`sample_actions` of ``u_fn``)
     """
     with th.no_grad():
-        sample = sample_actions(u_fn, noise, config.distillation_steps)
+        if sampler is None:
+            sample = sample_actions(u_fn, noise, config.distillation_steps)
+        else:
+            sample = sampler(noise, config.distillation_steps)
     a0 = sample.clamp(-1.0, 1.0)
     batch_size = a0.shape[0]
     r, t = sample_r_t(batch_size, MEAN_FLOW_FRACTION, device=a0.device)
@@ -165,6 +171,7 @@ def actor_objective(
         config=config,
         q_scale=q_scale,
         u_jvp=network_velocity_jvp(partial(actor.network_input, actor_features), actor.velocity_net),
+        sampler=partial(actor.sample_flow, actor_features),
     )
     logs = {
         "actor_loss": losses.total.detach(),

@@ -16,7 +16,7 @@ from stable_baselines3.common.utils import set_random_seed
 
 from sb3_som import SOM, MlpMeanFlowPolicy
 from sb3_som.critic_values import action_profile, floored_q_scale, q_at_states
-from sb3_som.meanflow import network_velocity_jvp
+from sb3_som.meanflow import network_velocity_jvp, sample_actions
 from sb3_som.policies import MeanFlowActor
 from sb3_som.score import estimate_velocity
 from sb3_som.settings import missing_compiler
@@ -108,6 +108,19 @@ def test_predict_is_one_actor_call_and_no_critic_call_by_default(tiny):
         q_net.register_forward_hook(lambda *_: calls.__setitem__("critic", calls["critic"] + 1))
     model.predict(np.zeros((10, 3), dtype=np.float32))
     assert calls == {"actor": 1, "flow": 0, "critic": 0}
+
+
+@pytest.mark.parametrize("steps", [1, 3, 8])
+def test_the_actors_flow_sampler_computes_what_the_generic_sampler_computes(steps, tiny):
+    model = SOM("MlpMeanFlowPolicy", "HalfCheetah-v5", **tiny, device="cpu")
+    generator = th.Generator().manual_seed(steps)
+    features = th.randn(32, model.actor.features_dim, generator=generator)
+    noise = th.randn(32, model.actor.action_dim, generator=generator)
+    with th.no_grad():
+        expected = sample_actions(model.actor.velocity_at(features), noise, steps)
+        assert th.allclose(model.actor.sample_flow(features, noise, steps), expected, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="steps"):
+        model.actor.sample_flow(features, noise, 0)
 
 
 def test_k_step_sampling_and_best_of_n_stay_in_bounds_and_are_repeatable(tiny):
