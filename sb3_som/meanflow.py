@@ -38,6 +38,8 @@ STEP_GRID_POWER = 2
 AverageVelocity = Callable[[th.Tensor, th.Tensor, th.Tensor], th.Tensor]
 # (noise (B, d), steps) -> the flow's ``steps``-step sample (B, d), unclipped (:func:`sample_actions`)
 FlowSampler = Callable[[th.Tensor, int], th.Tensor]
+# (a_t, r, t, v) -> (a network's input x (B, n) with its graph, dx/dt along (v, 0, 1) (B, n) without)
+NetworkInputAndRate = Callable[[th.Tensor, th.Tensor, th.Tensor, th.Tensor], tuple[th.Tensor, th.Tensor]]
 # (a_t, r, t, v) -> (u with its graph, du/dt along (v, 0, 1) detached), both (B, d)
 AverageVelocityJVP = Callable[[th.Tensor, th.Tensor, th.Tensor, th.Tensor], tuple[th.Tensor, th.Tensor]]
 
@@ -66,37 +68,36 @@ def meanflow_target(
 def sequential_jvp(network: nn.Sequential, x: th.Tensor, dx: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
     """``network(x)`` with its graph and the Jacobian-vector product ``J(x) dx``, detached.
 
-    The tangent goes through each ``nn.Linear`` as ``dx W^T`` and through any other layer (an
-    activation) by ``torch.func.jvp`` at that layer's input, all without autograd: the same product as
-    one ``torch.func.jvp`` of the whole network, which also records the tangent's graph when the output
-    needs one (with the backward pass, 0.78 of its time for SOM's default actor: ``benchmarks/jvp_cost.py``).
-    The layers must be deterministic (no dropout). Shapes: x, dx (B, n_in) -> (B, n_out) each.
+    The tangent goes through each ``nn.Linear`` as ``dx W^T``, through ``nn.ReLU`` by torch's own derivative of relu
+    (the tangent where the layer's output is positive) and through any other layer (an activation) by
+    ``torch.func.jvp`` at that layer's input, all without autograd: the same product as one ``torch.func.jvp`` of the
+    whole network, which also records the tangent's graph when the output needs one. The layers must be
+    deterministic (no dropout). Shapes: x, dx (B, n_in) -> (B, n_out) each.
     """
     output, tangent = x, dx
     for layer in network:
+        layer_input, output = output, layer(output)
         with th.no_grad():
             if isinstance(layer, nn.Linear):
                 tangent = F.linear(tangent, layer.weight)
+            elif isinstance(layer, nn.ReLU):
+                tangent = th.ops.aten.threshold_backward(tangent, output.detach(), 0)
             else:
-                tangent = jvp(layer, (output.detach(),), (tangent,))[1]
-        output = layer(output)
+                tangent = jvp(layer, (layer_input.detach(),), (tangent,))[1]
     return output, tangent
 
 
-def network_velocity_jvp(
-    network_input: Callable[[th.Tensor, th.Tensor, th.Tensor], th.Tensor], network: nn.Sequential
-) -> AverageVelocityJVP:
-    """The :data:`AverageVelocityJVP` of ``u(a_t, r, t) = network(network_input(a_t, r, t))``.
+def network_velocity_jvp(input_and_rate: NetworkInputAndRate, network: nn.Sequential) -> AverageVelocityJVP:
+    """The :data:`AverageVelocityJVP` of ``u(a_t, r, t) = network(x(a_t, r, t))``, from the network's input ``x`` and
+    its rate of change (``input_and_rate``, e.g. ``MeanFlowActor.network_input_and_rate``).
 
     It returns ``u`` (with its graph) and ``du/dt`` along ``(a_t, t)`` moving by ``(v, 1)``, ``r`` fixed: the same
-    pair as ``torch.func.jvp`` of ``u`` with tangents ``(v, 0, 1)``, for less: the input map (the time embedding)
-    goes through ``torch.func.jvp``, the network through :func:`sequential_jvp`.
+    pair as ``torch.func.jvp`` of ``u`` with tangents ``(v, 0, 1)``, for less: the input's rate is written out and
+    the network's JVP goes through :func:`sequential_jvp`.
     """
 
     def u_jvp(a_t: th.Tensor, r: th.Tensor, t: th.Tensor, velocity: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-        tangents = (velocity, th.zeros_like(r), th.ones_like(t))
-        input_value, input_rate = jvp(network_input, (a_t, r, t), tangents)
-        return sequential_jvp(network, input_value, input_rate)
+        return sequential_jvp(network, *input_and_rate(a_t, r, t, velocity))
 
     return u_jvp
 

@@ -170,7 +170,7 @@ def actor_objective(
         q_function=proposal_q_function(critic, critic_features, "first"),
         config=config,
         q_scale=q_scale,
-        u_jvp=network_velocity_jvp(partial(actor.network_input, actor_features), actor.velocity_net),
+        u_jvp=network_velocity_jvp(partial(actor.network_input_and_rate, actor_features), actor.velocity_net),
         sampler=partial(actor.sample_flow, actor_features),
     )
     logs = {

@@ -85,3 +85,14 @@ def time_features(t: th.Tensor, n_frequencies: int) -> th.Tensor:
     freqs = math.pi * 2.0 ** th.arange(n_frequencies, device=t.device, dtype=t.dtype)
     angles = t * freqs
     return th.cat([t, th.sin(angles), th.cos(angles)], dim=-1)
+
+
+def time_features_rate(t: th.Tensor, n_frequencies: int) -> th.Tensor:
+    """The derivative of :func:`time_features` in t at times (batch, 1): ``[1, w cos(w t), -w sin(w t)]`` with
+    ``w = 2^k pi``, k < n_frequencies (what ``torch.func.jvp`` of :func:`time_features` with a unit tangent gives).
+
+    Returns (batch, 1 + 2 n_frequencies).
+    """
+    freqs = math.pi * 2.0 ** th.arange(n_frequencies, device=t.device, dtype=t.dtype)
+    angles = t * freqs
+    return th.cat([th.ones_like(t), freqs * th.cos(angles), freqs * -th.sin(angles)], dim=-1)

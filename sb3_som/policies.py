@@ -22,7 +22,7 @@ from torch import nn
 
 from sb3_som.critic_values import q_at_states
 from sb3_som.meanflow import AverageVelocity, sampling_grid
-from sb3_som.paths import time_features
+from sb3_som.paths import time_features, time_features_rate
 from sb3_som.validation import check_action_box, check_choice, check_int
 
 # Best-of-N evaluates the actor and the critic on batch size x N rows at each predict
@@ -141,6 +141,16 @@ class MeanFlowActor(BasePolicy):
         time_embedding = time_features(th.cat([t, t - r], dim=0), self.time_frequencies)
         t_embedding, gap_embedding = time_embedding.chunk(2, dim=0)
         return th.cat([features, a_t, t_embedding, gap_embedding], dim=-1)
+
+    def network_input_and_rate(
+        self, features: th.Tensor, a_t: th.Tensor, r: th.Tensor, t: th.Tensor, velocity: th.Tensor
+    ) -> tuple[th.Tensor, th.Tensor]:
+        """:meth:`network_input` at ``(a_t, r, t)`` (with its graph) and its rate of change, without graph, as ``a_t``
+        moves at ``velocity`` (B, d) and t at 1 with r fixed: ``[0, velocity, emb'(t), emb'(t - r)]``."""
+        with th.no_grad():
+            t_rate, gap_rate = time_features_rate(th.cat([t, t - r], dim=0), self.time_frequencies).chunk(2, dim=0)
+            rate = th.cat([th.zeros_like(features), velocity, t_rate, gap_rate], dim=-1)
+        return self.network_input(features, a_t, r, t), rate
 
     def average_velocity(self, features: th.Tensor, a_t: th.Tensor, r: th.Tensor, t: th.Tensor) -> th.Tensor:
         """``u_theta(a_t, r, t | s)``: features (B, f), a_t (B, d), r and t (B, 1) -> (B, d)."""

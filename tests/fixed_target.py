@@ -75,7 +75,7 @@ def train_on_fixed_target(
     schedule = th.optim.lr_scheduler.LambdaLR(optimizer, decay)
     features = th.zeros(batch_size, 1)
     velocity = actor.velocity_at(features)
-    velocity_jvp = network_velocity_jvp(partial(actor.network_input, features), actor.velocity_net)
+    velocity_jvp = network_velocity_jvp(partial(actor.network_input_and_rate, features), actor.velocity_net)
     history = []
     for _ in range(iterations):
         noise = th.randn(batch_size, actor.action_dim)

@@ -16,7 +16,7 @@ from reference_targets import (
     posterior_mean_from_velocity,
 )
 from sb3_som.meanflow import STEP_GRID_POWER, adaptive_weighted_loss, meanflow_target, sample_actions, sequential_jvp
-from sb3_som.paths import T_EPS, TIME_POWER, LinearPath, sample_r_t, time_features
+from sb3_som.paths import T_EPS, TIME_POWER, LinearPath, sample_r_t, time_features, time_features_rate
 from sb3_som.score import (
     BoxNormal,
     estimate_velocity,
@@ -82,6 +82,12 @@ def test_time_features_shape_and_first_column():
     features = time_features(t, 4)
     assert features.shape == (7, 9)
     assert th.equal(features[:, :1], t)
+
+
+def test_time_features_rate_is_the_jvp_of_the_time_features():
+    t = th.rand(64, 1)
+    _, expected = th.func.jvp(lambda times: time_features(times, 6), (t,), (th.ones_like(t),))
+    assert th.equal(time_features_rate(t, 6), expected)
 
 
 @pytest.mark.parametrize(

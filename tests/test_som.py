@@ -421,7 +421,7 @@ def test_actor_jvp_equals_torch_func_jvp_of_the_average_velocity(tiny):
     a_t, v = th.randn(16, 1), th.randn(16, 1)
     t = 0.1 + 0.8 * th.rand(16, 1)
     r = t * th.rand(16, 1)
-    u, du_dt = network_velocity_jvp(partial(actor.network_input, features), actor.velocity_net)(a_t, r, t, v)
+    u, du_dt = network_velocity_jvp(partial(actor.network_input_and_rate, features), actor.velocity_net)(a_t, r, t, v)
     expected_u, expected_du_dt = th.func.jvp(actor.velocity_at(features), (a_t, r, t), (v, th.zeros_like(r), th.ones_like(t)))
     th.testing.assert_close(u, expected_u)
     th.testing.assert_close(du_dt, expected_du_dt, rtol=1e-4, atol=1e-5)
