@@ -55,8 +55,8 @@ class BoxNormal:
     """``N(loc, scale^2)`` truncated to the box ``[-1, 1]``, per element (``loc`` and ``scale`` broadcast together).
 
     The box is held in standard units, in float64 and mirrored where it lies entirely above the mean, so that it
-    always reaches into the lower half, where the log-CDF is accurate; its log-CDFs are computed once, at
-    construction, for the mass, the mean and the density. So intervals many standard deviations from the mean,
+    always reaches into the lower half, where the log-CDF is accurate; its log-mass is computed once, at
+    construction, for the mean and the density. So intervals many standard deviations from the mean,
     where the Gaussian CDF rounds to 0 or 1, still get exact samples and finite log-densities. Results come back
     in ``loc``'s dtype.
     """
@@ -67,9 +67,8 @@ class BoxNormal:
         lo, hi = (-1.0 - self.loc) / self.scale, (1.0 - self.loc) / self.scale
         self.mirror = lo > 0
         self.lo, self.hi = th.where(self.mirror, -hi, lo), th.where(self.mirror, -lo, hi)
-        self.log_cdf_lo, self.log_cdf_hi = th.special.log_ndtr(self.lo), th.special.log_ndtr(self.hi)
-        # log P(-1 <= X <= 1)
-        self.log_mass = self.log_cdf_hi + th.log(-th.expm1(self.log_cdf_lo - self.log_cdf_hi))
+        log_cdf_lo, log_cdf_hi = th.special.log_ndtr(self.lo), th.special.log_ndtr(self.hi)
+        self.log_mass = log_cdf_hi + th.log(-th.expm1(log_cdf_lo - log_cdf_hi))  # log P(-1 <= X <= 1)
 
     def sample(self, noise_uniform: th.Tensor) -> th.Tensor:
         """Inverse-CDF samples from U(0, 1) draws ``noise_uniform`` of the output's shape (to which ``loc`` and
