@@ -151,7 +151,7 @@ class EvaluationLines(BaseCallback):
 def hyperparams(args: argparse.Namespace) -> dict[str, Any]:
     """The algorithm's settings other than its defaults, from ``--hyperparams KEY=VALUE``: a value that reads as a
     Python literal (a number, a boolean) is that literal, any other a string."""
-    settings = {}
+    settings: dict[str, Any] = {}
     for item in args.hyperparams:
         key, sep, value = item.partition("=")
         if not sep:
