@@ -136,11 +136,14 @@ class MeanFlowActor(BasePolicy):
         )
         return data
 
+    def time_inputs(self, t: th.Tensor, r: th.Tensor) -> th.Tensor:
+        """The velocity network's time inputs ``[emb(t), emb(t - r)]`` for times (B, 1): (B, 2 (1 + 2 k))."""
+        time_embedding = time_features(th.cat([t, t - r], dim=0), self.time_frequencies)
+        return th.cat(time_embedding.chunk(2, dim=0), dim=-1)
+
     def network_input(self, features: th.Tensor, a_t: th.Tensor, r: th.Tensor, t: th.Tensor) -> th.Tensor:
         """The velocity network's input ``[features, a_t, emb(t), emb(t - r)]``: (B, f + d + 2 (1 + 2 k))."""
-        time_embedding = time_features(th.cat([t, t - r], dim=0), self.time_frequencies)
-        t_embedding, gap_embedding = time_embedding.chunk(2, dim=0)
-        return th.cat([features, a_t, t_embedding, gap_embedding], dim=-1)
+        return th.cat([features, a_t, self.time_inputs(t, r)], dim=-1)
 
     def network_input_and_rate(
         self, features: th.Tensor, a_t: th.Tensor, r: th.Tensor, t: th.Tensor, velocity: th.Tensor
@@ -165,10 +168,9 @@ class MeanFlowActor(BasePolicy):
         ``meanflow.sample_actions(self.velocity_at(features), noise, steps)`` computes, with the time embeddings of the
         grid's steps computed once per call instead of once per step."""
         grid = sampling_grid(steps, noise.device)
-        t = grid[:-1].unsqueeze(1)  # (k, 1)
-        step_sizes = t - grid[1:].unsqueeze(1)  # (k, 1): t_i - t_{i+1}, the interval each step averages over
-        t_embedding, gap_embedding = time_features(th.cat([t, step_sizes], dim=0), self.time_frequencies).chunk(2, dim=0)
-        time_inputs = th.cat([t_embedding, gap_embedding], dim=-1)  # (k, 2 (1 + 2 time_frequencies))
+        t, r = grid[:-1].unsqueeze(1), grid[1:].unsqueeze(1)  # (k, 1) each
+        step_sizes = t - r  # t_i - t_{i+1}, the interval each step averages over
+        time_inputs = self.time_inputs(t, r)  # (k, 2 (1 + 2 time_frequencies))
         action = noise
         for i in range(steps):
             network_input = th.cat([features, action, time_inputs[i].expand(noise.shape[0], -1)], dim=-1)
