@@ -6,7 +6,8 @@
 share that reach each goal, the number of goals reached by at least 5% of the episodes, the entropy of the goal shares
 (of the episodes that reach one; log 4 = 1.386 is all four equally), the mean return, the critic's value of the first
 step (min over the Q networks, mean over episodes) against the Monte-Carlo discounted return that followed it, and
-the mean of ``train/q_mean`` since the last evaluation; for SOM, also the goal directions of its actions at the start
+the mean of ``train/q_mean`` and the training episodes that reached each goal since the last evaluation (random
+ones included: ``learning_starts``); for SOM, also the goal directions of its actions at the start
 state against those of its target ``exp(alpha Q / q_scale)`` there (``start_directions``). The last line also holds
 the first ``TRAJECTORIES`` episodes' positions for the figure. ``report`` turns the lines into a table (final
 evaluation per seed) and a PNG of the curves and trajectories.
@@ -131,18 +132,23 @@ class EvaluationLines(BaseCallback):
         super().__init__()
         self.args = args
         self.q_means: list[float] = []
+        self.training_goals = [0] * N_GOALS
 
     def _on_step(self) -> bool:
         q_mean = self.model.logger.name_to_value.get("train/q_mean")
         if q_mean is not None:
             self.q_means.append(q_mean)
+        for info in self.locals["infos"]:
+            if info.get("goal", -1) >= 0:
+                self.training_goals[info["goal"]] += 1
         if self.num_timesteps % self.args.eval_every == 0:
             final = self.num_timesteps >= self.args.timesteps
             result = evaluate(self.model, self.args.eval_episodes, seed=10_000, keep=TRAJECTORIES if final else 0)
             line = {"algo": self.args.algo, "seed": self.args.seed, "hyperparams": hyperparams(self.args)}
             line.update(timesteps=self.num_timesteps, **result)
             line["q_mean"] = float(np.mean(self.q_means)) if self.q_means else None
-            self.q_means = []
+            line["training_goals"] = self.training_goals
+            self.q_means, self.training_goals = [], [0] * N_GOALS
             with open(self.args.out, "a") as out:
                 out.write(json.dumps(line) + "\n")
         return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import pathlib
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, TypeVar
 
@@ -60,7 +61,9 @@ class SOM(OffPolicyAlgorithm):
     :param actor_learning_rate: the actor's own learning rate (a number or a schedule), or ``None`` for
         ``learning_rate``
     :param buffer_size: size of the replay buffer
-    :param learning_starts: how many steps of the model to collect transitions for before learning starts
+    :param learning_starts: how many steps of uniformly random actions to collect before learning starts (SAC's
+        default is 100; SOM's target follows the critic from its first update, so SOM first gathers a few episodes'
+        worth of random experience: ``docs/algorithm.md``, "Settings and constants")
     :param batch_size: minibatch size of each critic update (the actor's update uses its first half)
     :param tau: the soft update coefficient ("Polyak update", between 0 and 1)
     :param gamma: the discount factor
@@ -111,7 +114,7 @@ class SOM(OffPolicyAlgorithm):
         learning_rate: float | Schedule = 3e-4,
         actor_learning_rate: float | Schedule | None = DEFAULTS.actor_learning_rate,
         buffer_size: int = 1_000_000,
-        learning_starts: int = 100,
+        learning_starts: int = 5_000,
         batch_size: int = 256,
         tau: float = 0.005,
         gamma: float = 0.99,
@@ -354,7 +357,16 @@ class SOM(OffPolicyAlgorithm):
         progress_bar: bool = False,
     ) -> tuple[int, BaseCallback]:
         self._validate_settings()
-        return super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        total_timesteps, callback = super()._setup_learn(
+            total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
+        )
+        if total_timesteps <= self.learning_starts:
+            warnings.warn(
+                f"learn() ends at step {total_timesteps}, before learning_starts={self.learning_starts}: no gradient "
+                "step is taken (a smaller learning_starts trains sooner)",
+                stacklevel=4,
+            )
+        return total_timesteps, callback
 
     def save(
         self,

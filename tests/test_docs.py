@@ -97,6 +97,11 @@ def test_the_multigoal_table_is_what_the_script_reports_from_the_committed_lines
     text = (ROOT / "docs" / "benchmarks.md").read_text()
     marker = "<!-- multigoal table: benchmarks/multigoal.py report benchmarks/results/multigoal_cpu.jsonl -->\n"
     assert marker + table.read_text().strip() + "\n<!-- end -->" in text
+    # the README's verdict: SOM's and SAC's mean goal-share entropy, as the summary rows give them
+    entropy = {row.split(" | ")[0].strip("| "): row.split(" | ")[4].strip(" |") for row in table.read_text().splitlines()
+               if row.startswith(("| SOM | ", "| SAC | ")) and row.count(" | ") == 4}  # fmt: skip
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"(goal-share entropy {entropy['SOM']} against {entropy['SAC']}," in readme
 
 
 def test_every_results_file_is_cited_by_a_doc():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import warnings
 from functools import partial
 
 import gymnasium as gym
@@ -170,6 +171,18 @@ def test_learn_logs_the_health_of_critic_and_flow_then_predicts(tmp_path, tiny):
     assert model.num_timesteps == 150
     action, _ = model.predict(model.env.reset())
     assert action.shape == (1, 1)
+
+
+def test_a_learn_call_that_ends_before_learning_starts_warns_that_no_gradient_step_is_taken(tiny):
+    assert SOM("MlpMeanFlowPolicy", "Pendulum-v1").learning_starts == 5000  # SAC's is 100
+    model = SOM("MlpMeanFlowPolicy", "Pendulum-v1", **tiny, seed=0)  # learning_starts=30
+    with pytest.warns(UserWarning, match="before learning_starts=30: no gradient step"):
+        model.learn(20)
+    assert model._n_updates == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.learn(20, reset_num_timesteps=False)  # on to step 40: updates from step 31
+    assert model._n_updates > 0
 
 
 def test_save_load_gives_identical_deterministic_actions_and_keeps_som_arguments(tmp_path, tiny):
