@@ -62,8 +62,8 @@ class SOM(OffPolicyAlgorithm):
         ``learning_rate``
     :param buffer_size: size of the replay buffer
     :param learning_starts: how many steps of uniformly random actions to collect before learning starts (SAC's
-        default is 100; SOM's target follows the critic from its first update, so SOM first gathers a few episodes'
-        worth of random experience: ``docs/algorithm.md``, "Settings and constants")
+        default is 100; SOM's target follows the critic from its first update, so the critic first learns from
+        5,000 random steps: ``docs/algorithm.md``, "Settings and constants")
     :param batch_size: minibatch size of each critic update (the actor's update uses its first half)
     :param tau: the soft update coefficient ("Polyak update", between 0 and 1)
     :param gamma: the discount factor
