@@ -77,13 +77,17 @@ def sample_r_t(batch_size: int, mean_flow_fraction: float, device: th.device | s
     return th.where(keep_interval, r, t), t
 
 
+def time_frequencies(t: th.Tensor, n_frequencies: int) -> th.Tensor:
+    """The time embedding's angular frequencies ``2^k pi``, k < n_frequencies: (n_frequencies,), t's device and dtype."""
+    return math.pi * 2.0 ** th.arange(n_frequencies, device=t.device, dtype=t.dtype)
+
+
 def time_features(t: th.Tensor, n_frequencies: int) -> th.Tensor:
     """Embed times (batch, 1) as ``[t, sin(2^k pi t), cos(2^k pi t)]``, k < n_frequencies.
 
     Returns (batch, 1 + 2 n_frequencies).
     """
-    freqs = math.pi * 2.0 ** th.arange(n_frequencies, device=t.device, dtype=t.dtype)
-    angles = t * freqs
+    angles = t * time_frequencies(t, n_frequencies)
     return th.cat([t, th.sin(angles), th.cos(angles)], dim=-1)
 
 
@@ -93,6 +97,6 @@ def time_features_rate(t: th.Tensor, n_frequencies: int) -> th.Tensor:
 
     Returns (batch, 1 + 2 n_frequencies).
     """
-    freqs = math.pi * 2.0 ** th.arange(n_frequencies, device=t.device, dtype=t.dtype)
+    freqs = time_frequencies(t, n_frequencies)
     angles = t * freqs
     return th.cat([th.ones_like(t), freqs * th.cos(angles), freqs * -th.sin(angles)], dim=-1)
